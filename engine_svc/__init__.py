@@ -1,0 +1,1 @@
+"""The matching engine: pure domain (orders, book, accounts, engine) plus its service wiring."""
