@@ -18,7 +18,7 @@ class Position:
         self.realized_pnl = 0.0
 
     def apply_fill(self, signed_quantity: int, price: float) -> None:
-        """Move the position by a fill (+ bought, - sold) at `price` (currency), average-cost P&L."""
+        """Move the position by a fill (+ bought, - sold) at `price`; average-cost P&L."""
         held = self.quantity
         new_quantity = held + signed_quantity
         if held == 0 or (held > 0) == (signed_quantity > 0):

@@ -138,7 +138,9 @@ class MatchingEngine:
         state.sequence = 1
         return [SymbolAdded(symbol, 1, now, tick_size, lot_size)]
 
-    def create_account(self, user_id: str, cash: int, positions: dict[str, int] | None = None) -> None:
+    def create_account(
+        self, user_id: str, cash: int, positions: dict[str, int] | None = None
+    ) -> None:
         """Open an account with `cash` in cash units and starting positions per symbol."""
         if not user_id:
             raise ValueError("user_id must not be empty")
@@ -224,7 +226,15 @@ class MatchingEngine:
         if type == MARKET:
             price = 0
         order = Order(
-            order_id, user_id, symbol, side, type, time_in_force, price, quantity, now,
+            order_id,
+            user_id,
+            symbol,
+            side,
+            type,
+            time_in_force,
+            price,
+            quantity,
+            now,
             client_order_id,
         )
         events: list[Event] = []
@@ -266,7 +276,12 @@ class MatchingEngine:
                 state.sequence += 1
                 events.append(
                     BookLevelChanged(
-                        symbol, state.sequence, now, side, level.price, level.quantity,
+                        symbol,
+                        state.sequence,
+                        now,
+                        side,
+                        level.price,
+                        level.quantity,
                         len(level.orders),
                     )
                 )
@@ -294,7 +309,9 @@ class MatchingEngine:
         book_side = state.book.bids if order.side == BUY else state.book.asks
         events: list[Event] = []
         self._remove_resting(state, book_side, book_side.levels[order.price], order, events, now)
-        reason = Reason.CANCELLED_BY_OWNER if order.user_id == user_id else Reason.CANCELLED_BY_ADMIN
+        reason = (
+            Reason.CANCELLED_BY_OWNER if order.user_id == user_id else Reason.CANCELLED_BY_ADMIN
+        )
         self._finish(order, CANCELLED, reason, now)
         state.sequence += 1
         events.append(OrderCancelled(state.symbol, state.sequence, now, order))
@@ -411,7 +428,9 @@ class MatchingEngine:
                     state.sequence += 1
                     append(OrderCancelled(symbol, state.sequence, now, resting))
                     continue
-                quantity = order.remaining if order.remaining < resting.remaining else resting.remaining
+                quantity = (
+                    order.remaining if order.remaining < resting.remaining else resting.remaining
+                )
                 state.trade_count += 1
                 trade_id = f"{symbol}-{state.trade_count}"
                 if order.user_id or resting.user_id:
@@ -446,25 +465,55 @@ class MatchingEngine:
                 sequence = state.sequence
                 append(
                     TradeExecuted(
-                        symbol, sequence + 1, now, trade_id, price, quantity, order.side,
-                        buy.order_id, sell.order_id, buy.user_id, sell.user_id,
+                        symbol,
+                        sequence + 1,
+                        now,
+                        trade_id,
+                        price,
+                        quantity,
+                        order.side,
+                        buy.order_id,
+                        sell.order_id,
+                        buy.user_id,
+                        sell.user_id,
                     )
                 )
                 append(
                     OrderFilled(
-                        symbol, sequence + 2, now, resting, trade_id, price, quantity,
-                        resting.filled_quantity, resting.filled_notional, resting.status,
+                        symbol,
+                        sequence + 2,
+                        now,
+                        resting,
+                        trade_id,
+                        price,
+                        quantity,
+                        resting.filled_quantity,
+                        resting.filled_notional,
+                        resting.status,
                     )
                 )
                 append(
                     OrderFilled(
-                        symbol, sequence + 3, now, order, trade_id, price, quantity,
-                        order.filled_quantity, order.filled_notional, order.status,
+                        symbol,
+                        sequence + 3,
+                        now,
+                        order,
+                        trade_id,
+                        price,
+                        quantity,
+                        order.filled_quantity,
+                        order.filled_notional,
+                        order.status,
                     )
                 )
                 append(
                     BookLevelChanged(
-                        symbol, sequence + 4, now, resting_side, price, level.quantity,
+                        symbol,
+                        sequence + 4,
+                        now,
+                        resting_side,
+                        price,
+                        level.quantity,
                         len(resting_orders),
                     )
                 )
@@ -475,7 +524,9 @@ class MatchingEngine:
             if user_id:
                 self._release(order, accounts.get(user_id))
 
-    def _settle(self, order: Order, resting: Order, state: SymbolState, price: int, quantity: int) -> None:
+    def _settle(
+        self, order: Order, resting: Order, state: SymbolState, price: int, quantity: int
+    ) -> None:
         """Move cash and positions of both parties for one execution."""
         notional = price * quantity * state.tick_cash
         currency_price = price * state.tick_size_value
@@ -526,7 +577,12 @@ class MatchingEngine:
         state.sequence += 1
         events.append(
             BookLevelChanged(
-                state.symbol, state.sequence, now, book_side.side, level.price, level.quantity,
+                state.symbol,
+                state.sequence,
+                now,
+                book_side.side,
+                level.price,
+                level.quantity,
                 len(level.orders),
             )
         )
@@ -553,9 +609,8 @@ class MatchingEngine:
         else:
             account.position(order.symbol).reserved -= order.remaining
 
-    def _emit_quote_if_changed(
-        self, state: SymbolState, events: list[Event], now: int, force: bool = False
-    ) -> None:
+    def refresh_last_quote(self, state: SymbolState) -> tuple[int, int, int, int, int]:
+        """Recompute the symbol's top of book; returns (bid, bid_size, ask, ask_size, trades)."""
         book = state.book
         bid_keys = book.bids.keys
         ask_keys = book.asks.keys
@@ -569,14 +624,31 @@ class MatchingEngine:
             ask_size = book.asks.levels[ask].quantity
         else:
             ask = ask_size = 0
-        quote = (bid, bid_size, ask, ask_size, state.trade_count)
-        if quote == state.last_quote and not force:
+        state.last_quote = (bid, bid_size, ask, ask_size, state.trade_count)
+        return state.last_quote
+
+    def _emit_quote_if_changed(
+        self, state: SymbolState, events: list[Event], now: int, force: bool = False
+    ) -> None:
+        previous = state.last_quote
+        bid, bid_size, ask, ask_size, _ = quote = self.refresh_last_quote(state)
+        if quote == previous and not force:
             return
-        state.last_quote = quote
         state.sequence += 1
         events.append(
             QuoteChanged(
-                state.symbol, state.sequence, now, bid, bid_size, ask, ask_size, state.last,
-                state.last_quantity, state.volume, state.open, state.high, state.low,
+                state.symbol,
+                state.sequence,
+                now,
+                bid,
+                bid_size,
+                ask,
+                ask_size,
+                state.last,
+                state.last_quantity,
+                state.volume,
+                state.open,
+                state.high,
+                state.low,
             )
         )

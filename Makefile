@@ -1,0 +1,72 @@
+# Mockex: the map of how to do things. `make` alone lists the targets.
+# Every target installs what it needs first; re-runs skip whatever is already up to date.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PY := .venv/bin/python
+BUF := node_modules/.bin/buf
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k ioc -x"`.
+PYTEST_ARGS ?=
+# Order-flow CSV for `make bench-engine` (format: SPEC.md section 6).
+FLOW ?=
+
+.PHONY: help setup setup-python setup-node setup-redis setup-kafka proto lint breaking test \
+	bench-engine require-flow bench run clean
+
+help: ## list the targets
+	@echo "Mockex make targets:"
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' \
+		$(MAKEFILE_LIST)
+
+setup: setup-python setup-node setup-redis setup-kafka ## install everything: .venv, buf, Redis, Kafka
+
+setup-python: ## .venv with requirements.txt and mockex (editable)
+	@scripts/setup-python.sh
+
+setup-node: node_modules/.package-lock.json ## buf, from the npm registry (package-lock.json)
+
+# npm ci writes node_modules/.package-lock.json, so it runs again only when the lock changes.
+node_modules/.package-lock.json: package-lock.json
+	@echo "==> installing buf (npm ci)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup-redis: ## redis-server, from Debian's packages (apt-get)
+	@scripts/install-redis.sh
+
+setup-kafka: ## Apache Kafka broker jars, from Maven Central, into var/kafka/libs
+	@scripts/install-kafka.sh
+
+proto: setup-python ## generate Python into build/gen and build/proto/exchange.pb from proto/
+	@scripts/build-protos.sh
+
+lint: proto setup-node ## ruff check and buf lint
+	@echo "==> ruff check"
+	@.venv/bin/ruff check .
+	@echo "==> buf lint"
+	@$(BUF) lint
+
+breaking: proto setup-node ## buf breaking: proto/ against the main branch
+	@scripts/buf-breaking.sh main
+
+test: setup proto lint ## set everything up, lint, then run every test (real servers included)
+	@echo "==> pytest"
+	@.venv/bin/pytest $(PYTEST_ARGS)
+
+require-flow:
+	@if [[ -z "$(FLOW)" ]]; then \
+		echo "error: FLOW is required: make bench-engine FLOW=path/to/flow.csv" >&2; exit 2; fi
+
+bench-engine: require-flow setup-python proto ## matching engine throughput on an order-flow file (FLOW=...)
+	@$(PY) -m bench.engine_bench --flow "$(FLOW)"
+
+bench: setup proto ## every benchmark (bench.run_all)
+	@$(PY) -m bench.run_all
+
+run: setup proto ## start the exchange (mockex.run): Redis, Kafka and the services; gRPC on 50051
+	@$(PY) -m mockex.run
+
+clean: ## remove build/ (generated code); keeps .venv, var/ and node_modules
+	rm -rf build

@@ -1,0 +1,1 @@
+"""Benchmarks: engine throughput from order-flow files and end-to-end runs."""

@@ -1,0 +1,1 @@
+"""The market simulator: price processes, bots and scenarios."""

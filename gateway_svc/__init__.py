@@ -1,0 +1,1 @@
+"""Order entry: authentication, validation and the gRPC front door to the engine."""

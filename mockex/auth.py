@@ -1,0 +1,65 @@
+"""API keys: stored only as SHA-256, compared in constant time, looked up in Redis.
+
+The first admin key comes from MOCKEX_ADMIN_KEY (or is generated and printed by `make run`).
+Keys of users created through the admin API live in the Redis hash exchange:v1:users, written
+by the engine service from the durable CreateAccountCommand, so they survive a Redis loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from exchange.v1 import engine_pb2
+from mockex import names
+
+API_KEY_METADATA = "x-api-key"
+ADMIN_USER_ID = "admin"
+
+
+def hash_api_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return "mx_" + secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: str
+    admin: bool
+
+
+class ApiKeyAuthenticator:
+    """Resolves an API key to its user; the admin key is checked without touching Redis."""
+
+    def __init__(self, redis: Redis, admin_key: str) -> None:
+        self._redis = redis
+        self._admin_key_hash = hash_api_key(admin_key) if admin_key else ""
+
+    async def caller(self, api_key: str | None) -> Caller | None:
+        if not api_key:
+            return None
+        key_hash = hash_api_key(api_key)
+        if self._admin_key_hash and hmac.compare_digest(key_hash, self._admin_key_hash):
+            return Caller(ADMIN_USER_ID, True)
+        raw = await self._redis.hget(names.USERS_KEY, key_hash)
+        if raw is None:
+            return None
+        record = engine_pb2.UserRecord.FromString(raw)
+        # The hash lookup already matched; compare again in constant time against the record.
+        if not hmac.compare_digest(record.api_key_sha256, key_hash):
+            return None
+        return Caller(record.user_id, record.admin)
+
+
+def api_key_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == API_KEY_METADATA:
+            return value.decode() if isinstance(value, bytes) else value
+    return None

@@ -1,0 +1,44 @@
+"""Every Kafka topic and Redis key of the exchange, in one place.
+
+Kafka topics are keyed by symbol. exchange.v1.events has ONE partition on purpose: accounts span
+symbols, so the engine's log must be totally ordered to be replayable.
+"""
+
+EVENTS_TOPIC = "exchange.v1.events"
+"""EngineBatch per command: the command and every event it produced (the engine's log)."""
+SNAPSHOTS_TOPIC = "exchange.v1.snapshots"
+"""EngineSnapshot, periodically; the newest one plus the events after it rebuild the engine."""
+TOPICS = (EVENTS_TOPIC, SNAPSHOTS_TOPIC)
+
+COMMANDS_STREAM = "exchange:v1:commands"
+"""Redis stream of EngineCommand: the engine's input queue."""
+ENGINE_GROUP = "engine"
+"""Consumer group of the engine on COMMANDS_STREAM."""
+EVENTS_CHANNEL = "exchange:v1:events"
+"""Redis pub/sub: every EngineBatch, after it is durable in Kafka (fan-out to stream_svc)."""
+SYMBOLS_KEY = "exchange:v1:symbols"
+"""Hash symbol -> SymbolInfo."""
+ACCOUNTS_KEY = "exchange:v1:accounts"
+"""Hash user id -> GetAccountResponse (cash and positions, not marked to market)."""
+USERS_KEY = "exchange:v1:users"
+"""Hash sha256(api key) -> UserRecord."""
+ORDER_TTL_SECONDS = 24 * 3600
+
+
+def reply_channel(gateway_id: str) -> str:
+    """Redis pub/sub channel where the engine answers one gateway instance."""
+    return f"exchange:v1:replies:{gateway_id}"
+
+
+def order_key(order_id: str) -> str:
+    """Public Order (with fills) as the engine last saw it; expires after ORDER_TTL_SECONDS."""
+    return f"exchange:v1:order:{order_id}"
+
+
+def quote_key(symbol: str) -> str:
+    return f"exchange:v1:quote:{symbol}"
+
+
+def book_key(symbol: str) -> str:
+    """Full-depth OrderBook of the symbol."""
+    return f"exchange:v1:book:{symbol}"

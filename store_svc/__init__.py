@@ -1,0 +1,1 @@
+"""Persistence of trades, order states and snapshots (SQLite by default, PostgreSQL)."""

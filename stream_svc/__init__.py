@@ -1,0 +1,1 @@
+"""Fan-out of market data, order updates and exchange events to subscribers."""
