@@ -131,7 +131,7 @@ class Order:
 
     def __repr__(self) -> str:
         return (
-            f"Order({self.order_id} {self.user_id or '-'} {self.side.name} {self.type.name} "
-            f"{self.time_in_force.name} {self.quantity}@{self.price} filled={self.filled_quantity} "
+            f"Order({self.order_id} {self.user_id or '-'} side={self.side} type={self.type} "
+            f"tif={self.time_in_force} {self.quantity}@{self.price} filled={self.filled_quantity} "
             f"{self.status.name})"
         )

@@ -22,6 +22,8 @@ ACCOUNTS_KEY = "exchange:v1:accounts"
 """Hash user id -> GetAccountResponse (cash and positions, not marked to market)."""
 USERS_KEY = "exchange:v1:users"
 """Hash sha256(api key) -> UserRecord."""
+ENGINE_ALIVE_KEY = "exchange:v1:engine:alive"
+"""Set by the engine every second with a short expiry: the gateway's health check reads it."""
 ORDER_TTL_SECONDS = 24 * 3600
 
 

@@ -1,0 +1,42 @@
+"""Gateway settings, from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+
+from mockex import names
+from mockex.settings import env_float, env_int, env_str, redis_url
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    redis_url: str
+    grpc_address: str
+    store_address: str
+    stream_address: str
+    commands_stream: str
+    admin_key: str
+    gateway_id: str
+    """Names this instance's reply channel; unique per process."""
+    engine_timeout_seconds: float
+    """How long PlaceOrder waits for the engine before answering DEADLINE_EXCEEDED."""
+    store_timeout_seconds: float
+    max_commands_in_stream: int
+    """Refuse new orders (UNAVAILABLE) while the engine's queue is longer than this."""
+
+    @classmethod
+    def from_env(cls) -> GatewayConfig:
+        return cls(
+            redis_url=redis_url(),
+            grpc_address=env_str("MOCKEX_GATEWAY_GRPC_ADDRESS", "0.0.0.0:50051"),
+            store_address=env_str("MOCKEX_STORE_ADDRESS", "127.0.0.1:50054"),
+            stream_address=env_str("MOCKEX_STREAM_ADDRESS", "127.0.0.1:50053"),
+            commands_stream=env_str("MOCKEX_COMMANDS_STREAM", names.COMMANDS_STREAM),
+            admin_key=os.environ.get("MOCKEX_ADMIN_KEY", ""),
+            gateway_id=env_str("MOCKEX_GATEWAY_ID", f"gw-{secrets.token_hex(4)}"),
+            engine_timeout_seconds=env_float("MOCKEX_ENGINE_TIMEOUT_SECONDS", 5.0),
+            store_timeout_seconds=env_float("MOCKEX_STORE_TIMEOUT_SECONDS", 5.0),
+            max_commands_in_stream=env_int("MOCKEX_MAX_QUEUED_COMMANDS", 100_000),
+        )

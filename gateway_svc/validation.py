@@ -1,0 +1,163 @@
+"""Checks every field of a participant's request before anything reaches the engine.
+
+Pure functions: a request and what the gateway knows in, a command or a RequestError naming the
+field out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import grpc
+
+from exchange.v1 import admin_pb2, engine_pb2, orders_pb2, types_pb2
+from mockex import convert
+
+MAX_ORDER_QUANTITY = 1_000_000
+MAX_CLIENT_ORDER_ID_LENGTH = 64
+SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,11}$")
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ORDER_LIST_FILTERS = ("", "open", "closed")
+
+
+class RequestError(Exception):
+    """A request the gateway refuses; becomes a gRPC status (and an HTTP code at the edge)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(message: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    symbol: str
+    tick_size: Decimal
+    lot_size: int
+
+    @classmethod
+    def from_info(cls, info: types_pb2.SymbolInfo) -> SymbolSpec:
+        return cls(info.symbol, Decimal(repr(info.tick_size)), info.lot_size or 1)
+
+
+def check_symbol_name(symbol: str, field: str = "symbol") -> None:
+    if not symbol:
+        raise invalid(f"{field} is required")
+    if not SYMBOL_PATTERN.match(symbol):
+        raise invalid(
+            f"{field} {symbol!r} is not a symbol: upper-case letters and digits, at most 12"
+        )
+
+
+def place_order_command(
+    request: orders_pb2.PlaceOrderRequest,
+    caller_id: str,
+    spec: SymbolSpec | None,
+    order_id: str,
+) -> engine_pb2.PlaceOrderCommand:
+    """The engine command for a valid request; RequestError naming the first bad field."""
+    if request.user_id and request.user_id != caller_id:
+        raise RequestError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"userId {request.user_id!r} is not the user of this API key",
+        )
+    check_symbol_name(request.symbol)
+    if spec is None:
+        raise invalid(f"symbol {request.symbol!r} is not listed")
+    if request.side not in (types_pb2.BUY, types_pb2.SELL):
+        raise invalid("side is required: BUY or SELL")
+    if request.type not in (types_pb2.LIMIT, types_pb2.MARKET):
+        raise invalid("type is required: LIMIT or MARKET")
+    quantity = request.quantity
+    if quantity <= 0:
+        raise invalid(f"quantity must be a positive integer, got {quantity}")
+    if quantity > MAX_ORDER_QUANTITY:
+        raise invalid(f"quantity {quantity} is over the maximum of {MAX_ORDER_QUANTITY}")
+    if quantity % spec.lot_size:
+        raise invalid(f"quantity {quantity} is not a multiple of the lot size {spec.lot_size}")
+    time_in_force = request.time_in_force
+    price_ticks = 0
+    if request.type == types_pb2.LIMIT:
+        time_in_force = time_in_force or types_pb2.GFD
+        price = request.price
+        if not math.isfinite(price) or price <= 0:
+            raise invalid(f"price must be a positive number for a LIMIT order, got {price}")
+        ticks = convert.price_to_ticks(price, spec.tick_size)
+        if ticks is None:
+            raise invalid(f"price {price} is not a whole number of ticks ({spec.tick_size})")
+        price_ticks = ticks
+    else:
+        time_in_force = time_in_force or types_pb2.IOC
+        if time_in_force not in (types_pb2.IOC, types_pb2.FOK):
+            name = types_pb2.TimeInForce.Name(time_in_force)
+            raise invalid(f"timeInForce {name} is not allowed for a MARKET order: IOC or FOK")
+    if len(request.client_order_id) > MAX_CLIENT_ORDER_ID_LENGTH:
+        raise invalid(f"clientOrderId is longer than {MAX_CLIENT_ORDER_ID_LENGTH} characters")
+    return engine_pb2.PlaceOrderCommand(
+        order_id=order_id,
+        user_id=caller_id,
+        symbol=request.symbol,
+        side=request.side,
+        type=request.type,
+        time_in_force=time_in_force,
+        price_ticks=price_ticks,
+        quantity=quantity,
+        client_order_id=request.client_order_id,
+    )
+
+
+def check_order_id(order_id: str) -> None:
+    if not order_id:
+        raise invalid("orderId is required")
+    if len(order_id) > 64:
+        raise invalid("orderId is longer than 64 characters")
+
+
+def check_list_filter(status: str) -> None:
+    if status not in ORDER_LIST_FILTERS:
+        raise invalid(f"status {status!r} must be 'open', 'closed' or absent")
+
+
+def create_account_command(
+    request: admin_pb2.CreateUserRequest, api_key_sha256: str, listed: set[str]
+) -> engine_pb2.CreateAccountCommand:
+    if not USER_ID_PATTERN.match(request.user_id):
+        raise invalid(f"userId {request.user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    if not math.isfinite(request.cash) or request.cash < 0:
+        raise invalid(f"cash must be zero or positive, got {request.cash}")
+    cash_units = convert.cash_to_units(request.cash)
+    if cash_units is None:
+        raise invalid(f"cash {request.cash} has more than 4 decimals")
+    for symbol, quantity in request.positions.items():
+        if symbol not in listed:
+            raise invalid(f"positions: symbol {symbol!r} is not listed")
+        if quantity < 0:
+            raise invalid(f"positions: {symbol} quantity must not be negative, got {quantity}")
+    return engine_pb2.CreateAccountCommand(
+        user_id=request.user_id,
+        cash_units=cash_units,
+        positions=dict(request.positions),
+        api_key_sha256=api_key_sha256,
+        admin=request.admin,
+    )
+
+
+def add_symbol_command(request: admin_pb2.AddSymbolRequest) -> engine_pb2.AddSymbolCommand:
+    check_symbol_name(request.symbol)
+    tick_size = request.tick_size or 0.01
+    if not math.isfinite(tick_size) or tick_size <= 0:
+        raise invalid(f"tickSize must be positive, got {tick_size}")
+    tick = Decimal(repr(tick_size))
+    if (tick * convert.CASH_UNITS_PER_CURRENCY) % 1:
+        raise invalid(f"tickSize {tick_size} must be a multiple of 0.0001")
+    lot_size = request.lot_size or 1
+    return engine_pb2.AddSymbolCommand(
+        symbol=request.symbol, tick_size=str(tick.normalize()), lot_size=lot_size
+    )
