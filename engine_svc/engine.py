@@ -178,7 +178,6 @@ class MatchingEngine:
                         if order.time_in_force == TimeInForce.GFD:
                             self._remove_resting(state, book_side, level, order, events, now)
                             self._finish(order, EXPIRED, Reason.DAY_CLOSE, now)
-                            state.sequence += 1
                             events.append(OrderExpired(state.symbol, state.sequence, now, order))
             self._emit_market_state(state, events, now)
             self._emit_quote_if_changed(state, events, now)
@@ -251,19 +250,16 @@ class MatchingEngine:
             reason = self._reserve(order, state, account)
         if reason:
             self._finish(order, REJECTED, reason, now)
-            state.sequence += 1
             events.append(OrderRejected(symbol, state.sequence, now, order))
             return events
 
         self.open_orders[order_id] = order
         if user_id:
             self.open_order_counts[user_id] = self.open_order_counts.get(user_id, 0) + 1
-        state.sequence += 1
         events.append(OrderAccepted(symbol, state.sequence, now, order))
 
         if time_in_force == TimeInForce.FOK and not self._can_fill_whole(order, state):
             self._finish(order, EXPIRED, Reason.FILL_OR_KILL, now)
-            state.sequence += 1
             events.append(OrderExpired(symbol, state.sequence, now, order))
             return events
 
@@ -291,7 +287,6 @@ class MatchingEngine:
                 else:
                     expiry_reason = Reason.UNFILLED_REMAINDER
                 self._finish(order, EXPIRED, expiry_reason, now)
-                state.sequence += 1
                 events.append(OrderExpired(symbol, state.sequence, now, order))
         self._emit_quote_if_changed(state, events, now)
         return events
@@ -313,7 +308,6 @@ class MatchingEngine:
             Reason.CANCELLED_BY_OWNER if order.user_id == user_id else Reason.CANCELLED_BY_ADMIN
         )
         self._finish(order, CANCELLED, reason, now)
-        state.sequence += 1
         events.append(OrderCancelled(state.symbol, state.sequence, now, order))
         self._emit_quote_if_changed(state, events, now)
         return events
@@ -425,7 +419,6 @@ class MatchingEngine:
                 if user_id and resting.user_id == user_id:
                     self._remove_resting(state, book_side, level, resting, events, now)
                     self._finish(resting, CANCELLED, Reason.SELF_TRADE, now)
-                    state.sequence += 1
                     append(OrderCancelled(symbol, state.sequence, now, resting))
                     continue
                 quantity = (
@@ -481,7 +474,7 @@ class MatchingEngine:
                 append(
                     OrderFilled(
                         symbol,
-                        sequence + 2,
+                        sequence + 1,
                         now,
                         resting,
                         trade_id,
@@ -495,7 +488,7 @@ class MatchingEngine:
                 append(
                     OrderFilled(
                         symbol,
-                        sequence + 3,
+                        sequence + 1,
                         now,
                         order,
                         trade_id,
@@ -509,7 +502,7 @@ class MatchingEngine:
                 append(
                     BookLevelChanged(
                         symbol,
-                        sequence + 4,
+                        sequence + 2,
                         now,
                         resting_side,
                         price,
@@ -517,7 +510,7 @@ class MatchingEngine:
                         len(resting_orders),
                     )
                 )
-                state.sequence = sequence + 4
+                state.sequence = sequence + 2
                 self._record_trade(state, price, quantity)
         if not order.remaining:
             del open_orders[order.order_id]

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class ManagedProcess:
     """A child process in its own process group, with its output in a log file."""
 
+    echo_to_console = False
+    """When set (by `make run`), every output line is also printed as `[name] line`."""
+
     def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict | None = None):
         self.name = name
         self.argv = list(argv)
@@ -43,17 +47,29 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child or the echo thread
         self.process = subprocess.Popen(
             self.argv,
-            stdout=log,
+            stdout=subprocess.PIPE if self.echo_to_console else log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
             env={**os.environ, **(self.env or {})},
             start_new_session=True,
         )
-        log.close()
+        if self.echo_to_console:
+            threading.Thread(target=self._echo, args=(log,), daemon=True).start()
+        else:
+            log.close()
         return self
+
+    def _echo(self, log) -> None:
+        prefix = f"[{self.name}] ".encode()
+        with log:
+            for line in self.process.stdout:
+                log.write(line)
+                log.flush()
+                sys.stdout.buffer.write(prefix + line)
+                sys.stdout.flush()
 
     @property
     def pid(self) -> int:

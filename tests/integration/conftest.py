@@ -1,7 +1,7 @@
 """Real Redis and a real Kafka broker for the integration tests, on free loopback ports.
 
 Session-scoped: started once, stopped by pid at the end. Each test gets a clean Redis database
-(FLUSHALL) and, through `topics`, Kafka topics with names of its own.
+(FLUSHDB) and, through `topics`, Kafka topics with names of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from mockex import processes
+from mockex.stack import ExchangeStack, StackPorts
+
+ADMIN_KEY = "test-admin-key"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +39,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
-    await client.flushall()
+    await client.flushdb()
     yield client
     await client.aclose()
 
@@ -51,3 +54,26 @@ async def topics(kafka_bootstrap: str) -> dict[str, str]:
     }
     await processes.create_topics(kafka_bootstrap, list(names.values()))
     return names
+
+
+@pytest.fixture(scope="module")
+def exchange_stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExchangeStack]:
+    """The services as real processes, with a Redis of their own and topics of their own on the
+    shared broker; one per test module."""
+    ports = StackPorts.free()
+    ports.kafka = int(kafka_bootstrap.rsplit(":", 1)[1])
+    stack = ExchangeStack(
+        data_dir=tmp_path_factory.mktemp("stack"),
+        admin_key=ADMIN_KEY,
+        ports=ports,
+        topic_suffix=f".{uuid.uuid4().hex[:8]}",
+        extra_env={"MOCKEX_ENGINE_TIMEOUT_SECONDS": "10"},
+    )
+    try:
+        stack.start_infrastructure(kafka=False)
+        stack.start_services()
+        yield stack
+    finally:
+        stack.stop()
