@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Order-flow CSV for `make bench-engine` (format: SPEC.md section 6).
 FLOW ?=
 
-.PHONY: help setup setup-python setup-node setup-redis setup-kafka proto lint breaking test \
+.PHONY: help setup setup-python setup-node setup-redis setup-kafka setup-postgres proto lint breaking test \
 	bench-engine require-flow bench run clean
 
 help: ## list the targets
@@ -20,7 +20,10 @@ help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' \
 		$(MAKEFILE_LIST)
 
-setup: setup-python setup-node setup-redis setup-kafka ## install everything: .venv, buf, Redis, Kafka
+setup: setup-python setup-node setup-redis setup-kafka setup-postgres ## install everything: .venv, buf, Redis, Kafka, PostgreSQL
+
+setup-postgres: ## PostgreSQL server binaries (Debian packages) for store_svc's PostgreSQL tests
+	@scripts/install-postgres.sh
 
 setup-python: ## .venv with requirements.txt and mockex (editable)
 	@scripts/setup-python.sh

@@ -1,0 +1,34 @@
+"""store_svc settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mockex import names, settings
+from mockex.processes import REPO_ROOT
+
+DATABASE_URL_DEFAULT = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'mockex.db'}"
+GRPC_ADDRESS_DEFAULT = "127.0.0.1:50054"
+CONSUMER_GROUP_DEFAULT = "store"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    database_url: str = DATABASE_URL_DEFAULT
+    kafka_bootstrap: str = settings.KAFKA_BOOTSTRAP_DEFAULT
+    events_topic: str = names.EVENTS_TOPIC
+    snapshots_topic: str = names.SNAPSHOTS_TOPIC
+    grpc_address: str = GRPC_ADDRESS_DEFAULT
+    # Kafka consumer group; its committed offsets are where the store resumes after a restart.
+    consumer_group: str = CONSUMER_GROUP_DEFAULT
+
+    @classmethod
+    def from_env(cls) -> StoreConfig:
+        return cls(
+            database_url=settings.env_str("MOCKEX_DATABASE_URL", DATABASE_URL_DEFAULT),
+            kafka_bootstrap=settings.kafka_bootstrap(),
+            events_topic=settings.env_str("MOCKEX_EVENTS_TOPIC", names.EVENTS_TOPIC),
+            snapshots_topic=settings.env_str("MOCKEX_SNAPSHOTS_TOPIC", names.SNAPSHOTS_TOPIC),
+            grpc_address=settings.env_str("MOCKEX_STORE_GRPC_ADDRESS", GRPC_ADDRESS_DEFAULT),
+            consumer_group=settings.env_str("MOCKEX_STORE_CONSUMER_GROUP", CONSUMER_GROUP_DEFAULT),
+        )

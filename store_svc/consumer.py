@@ -1,0 +1,126 @@
+"""Copies the engine's Kafka log into the database.
+
+At least once: each poll is written in one transaction, and only then are its Kafka offsets
+committed. A crash between the two replays the poll, which the idempotent writes absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from google.protobuf.message import DecodeError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from exchange.v1 import engine_pb2
+from store_svc.db import write_rows
+from store_svc.records import Rows
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 500
+"""Also how long stop() waits for an idle poll to return."""
+MAX_RECORDS_PER_POLL = 1000
+RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+"""Back-off between attempts to write a poll while the database is unavailable; the last repeats."""
+
+
+class LogConsumer:
+    """The events and snapshots topics, read by one consumer group into the database."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        bootstrap: str,
+        events_topic: str,
+        snapshots_topic: str,
+        group: str,
+    ) -> None:
+        self._engine = engine
+        self._events_topic = events_topic
+        self._kafka = AIOKafkaConsumer(
+            events_topic,
+            snapshots_topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        self._stopping = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        # Kafka records taken since start: after a restart, only those past the committed offset.
+        self.records_seen = 0
+
+    async def start(self) -> None:
+        await self._kafka.start()
+        self.task = asyncio.create_task(self._run(), name="store-log-consumer")
+
+    async def stop(self) -> None:
+        """Finish the poll in hand (written and committed, or neither), then leave the group."""
+        self._stopping.set()
+        if self.task is not None:
+            try:
+                await self.task
+            except Exception:
+                log.exception("store consumer had failed")
+        await self._kafka.stop()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            polled = await self._kafka.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS_PER_POLL
+            )
+            if not polled:
+                continue
+            rows = Rows()
+            offsets: dict[TopicPartition, int] = {}
+            for partition, records in polled.items():
+                for record in records:
+                    self._add(rows, record)
+                offsets[partition] = records[-1].offset + 1
+                self.records_seen += len(records)
+            if not await self._write(rows):
+                return
+            try:
+                await self._kafka.commit(offsets)
+            except KafkaError as exc:
+                log.warning("store offset commit failed error=%r (the poll will be replayed)", exc)
+            log.debug("store wrote rows=%d offsets=%s", len(rows), offsets)
+
+    def _add(self, rows: Rows, record: ConsumerRecord) -> None:
+        """A record's rows; an empty or unreadable record is logged and skipped, not retried.
+
+        ValueError: an enum value this build does not know (a newer engine), which has no name.
+        """
+        try:
+            if not record.value:
+                raise DecodeError("empty record")
+            if record.topic == self._events_topic:
+                rows.add_batch(engine_pb2.EngineBatch.FromString(record.value), record.offset)
+            else:
+                rows.add_snapshot(engine_pb2.EngineSnapshot.FromString(record.value), record.value)
+        except (DecodeError, ValueError) as exc:
+            log.error("store skipped unreadable record topic=%s offset=%d error=%s",
+                      record.topic, record.offset, exc)
+
+    async def _write(self, rows: Rows) -> bool:
+        """Write, retrying while the database is unavailable; False when stopped before it could."""
+        attempt = 0
+        while True:
+            try:
+                await write_rows(self._engine, rows)
+                return True
+            except OperationalError as exc:
+                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                attempt += 1
+                log.warning("store write failed attempt=%d retry_in=%.1fs error=%s",
+                            attempt, delay, exc.orig)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    return False
+                except TimeoutError:
+                    pass

@@ -1,0 +1,193 @@
+"""The store's tables (SQLAlchemy Core), the database engine, the schema upgrade and the writes.
+
+The schema itself is made by the alembic migrations in store_svc/migrations; these tables are
+the same schema for building queries, and must change together with a new migration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Index,
+    Insert,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    event,
+    make_url,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from store_svc.records import ORDER_VERSION, Rows
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+metadata = MetaData()
+
+symbols = Table(
+    "symbols",
+    metadata,
+    Column("symbol", Text, primary_key=True),
+    # Decimal string as the engine has it ("0.01"), so the tick stays exact.
+    Column("tick_size", Text, nullable=False),
+    Column("lot_size", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("admin", Boolean, nullable=False),
+    Column("api_key_sha256", Text, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("symbol", Text, nullable=False),
+    Column("side", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("time_in_force", Text, nullable=False),
+    Column("price_ticks", BigInteger, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("filled_quantity", BigInteger, nullable=False),
+    Column("filled_notional_ticks", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("client_order_id", Text, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    # Where the stored state came from: events offset and the event's symbol sequence.
+    Column("log_offset", BigInteger, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Index("ix_orders_user_created", "user_id", "created_ns"),
+)
+
+fills = Table(
+    "fills",
+    metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("trade_id", Text, primary_key=True),
+    Column("price_ticks", BigInteger, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("timestamp_ns", BigInteger, nullable=False),
+    # The symbol sequence orders fills that share a timestamp (one order sweeping levels).
+    Column("sequence", BigInteger, nullable=False),
+)
+
+trades = Table(
+    "trades",
+    metadata,
+    Column("trade_id", Text, primary_key=True),
+    Column("symbol", Text, nullable=False),
+    Column("price_ticks", BigInteger, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("aggressor_side", Text, nullable=False),
+    Column("buy_order_id", Text, nullable=False),
+    Column("sell_order_id", Text, nullable=False),
+    Column("buyer_id", Text, nullable=False),
+    Column("seller_id", Text, nullable=False),
+    Column("timestamp_ns", BigInteger, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Index("ix_trades_symbol_time", "symbol", "timestamp_ns", "sequence"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("log_offset", BigInteger, primary_key=True),
+    Column("timestamp_ns", BigInteger, nullable=False),
+    # The serialized EngineSnapshot.
+    Column("payload", LargeBinary, nullable=False),
+)
+
+
+def create_db_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite files get their folder created and WAL mode on every connection."""
+    parsed = make_url(url)
+    engine = create_async_engine(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    return engine
+
+
+def display_url(engine: AsyncEngine) -> str:
+    """The database URL for logs, password hidden."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+async def upgrade_schema(engine: AsyncEngine) -> None:
+    """alembic upgrade head, on one of the engine's own connections (alembic's asyncio recipe)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Insert:
+    """INSERT with ON CONFLICT support for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def write_rows(engine: AsyncEngine, rows: Rows) -> None:
+    """Write one poll's rows in one transaction; every write is idempotent (at-least-once log)."""
+    async with engine.begin() as conn:
+        if rows.symbols:
+            stmt = _insert(conn, symbols)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[symbols.c.symbol],
+                set_={"tick_size": stmt.excluded.tick_size, "lot_size": stmt.excluded.lot_size},
+            )
+            await conn.execute(stmt, list(rows.symbols.values()))
+        if rows.users:
+            stmt = _insert(conn, users)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[users.c.user_id],
+                set_={"admin": stmt.excluded.admin, "api_key_sha256": stmt.excluded.api_key_sha256},
+            )
+            await conn.execute(stmt, list(rows.users.values()))
+        if rows.orders:
+            stmt = _insert(conn, orders)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[orders.c.order_id],
+                set_={c.name: stmt.excluded[c.name] for c in orders.c if not c.primary_key},
+                where=tuple_(*(stmt.excluded[name] for name in ORDER_VERSION))
+                > tuple_(*(orders.c[name] for name in ORDER_VERSION)),
+            )
+            await conn.execute(stmt, list(rows.orders.values()))
+        for table, table_rows in (
+            (fills, rows.fills),
+            (trades, rows.trades),
+            (snapshots, rows.snapshots),
+        ):
+            if table_rows:
+                await conn.execute(_insert(conn, table).on_conflict_do_nothing(), table_rows)

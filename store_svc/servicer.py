@@ -1,0 +1,90 @@
+"""StoreService: checks the request, asks store_svc.queries, answers."""
+
+from __future__ import annotations
+
+import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from exchange.v1 import store_pb2, store_pb2_grpc
+from store_svc import queries
+
+USER_ORDERS_LIMIT = (500, 5000)
+"""(default, most) orders per ListUserOrders answer; a larger limit is capped."""
+TRADES_LIMIT = (100, 1000)
+CANDLES_LIMIT = (100, 1000)
+ORDER_STATUS_FILTERS = ("", "open", "closed")
+
+
+def _limit(requested: int, bounds: tuple[int, int]) -> int:
+    default, most = bounds
+    return min(requested or default, most)
+
+
+class StoreServicer(store_pb2_grpc.StoreServiceServicer):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def GetStoredOrder(
+        self, request: store_pb2.GetStoredOrderRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetStoredOrderResponse:
+        if not request.order_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "order_id is required")
+        order = await queries.stored_order(self._engine, request.order_id)
+        if order is None:
+            return store_pb2.GetStoredOrderResponse(found=False)
+        return store_pb2.GetStoredOrderResponse(found=True, order=order)
+
+    async def ListUserOrders(
+        self, request: store_pb2.ListUserOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListUserOrdersResponse:
+        if not request.user_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id is required")
+        if request.status not in ORDER_STATUS_FILTERS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"status must be open, closed or empty, got {request.status!r}",
+            )
+        found = await queries.user_orders(
+            self._engine, request.user_id, request.status,
+            _limit(request.limit, USER_ORDERS_LIMIT),
+        )
+        return store_pb2.ListUserOrdersResponse(orders=found)
+
+    async def ListSymbolTrades(
+        self, request: store_pb2.ListSymbolTradesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListSymbolTradesResponse:
+        await self._check_symbol(request.symbol, context)
+        try:
+            found = await queries.symbol_trades(
+                self._engine, request.symbol, _limit(request.limit, TRADES_LIMIT)
+            )
+        except queries.UnknownSymbol:
+            await self._abort_unknown_symbol(request.symbol, context)
+        return store_pb2.ListSymbolTradesResponse(trades=found)
+
+    async def GetSymbolCandles(
+        self, request: store_pb2.GetSymbolCandlesRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetSymbolCandlesResponse:
+        await self._check_symbol(request.symbol, context)
+        interval_ns = queries.CANDLE_INTERVALS_NS.get(request.interval)
+        if interval_ns is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"interval must be 1s or 1m, got {request.interval!r}",
+            )
+        try:
+            found = await queries.symbol_candles(
+                self._engine, request.symbol, interval_ns, _limit(request.limit, CANDLES_LIMIT)
+            )
+        except queries.UnknownSymbol:
+            await self._abort_unknown_symbol(request.symbol, context)
+        return store_pb2.GetSymbolCandlesResponse(candles=found)
+
+    @staticmethod
+    async def _check_symbol(symbol: str, context: grpc.aio.ServicerContext) -> None:
+        if not symbol:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "symbol is required")
+
+    @staticmethod
+    async def _abort_unknown_symbol(symbol: str, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"symbol {symbol!r} is not listed")
