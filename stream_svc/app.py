@@ -1,0 +1,55 @@
+"""Composition root: builds the Redis client, the hub, its feed and the gRPC server; owns them."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from exchange.v1 import streams_pb2, streams_pb2_grpc
+from mockex.auth import ApiKeyAuthenticator
+from mockex.grpc_server import GrpcServer, start_grpc_server
+from stream_svc.config import StreamConfig
+from stream_svc.fanout import CloseReason, FanoutHub
+from stream_svc.feed import EventFeed
+from stream_svc.servicer import StreamServicer
+
+SERVICE_NAME = streams_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
+
+
+class StreamApp:
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self.hub = FanoutHub(config.queue_size)
+        self._redis: Redis | None = None
+        self._feed: EventFeed | None = None
+        self._server: GrpcServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound gRPC port (the real one when the address asked for port 0)."""
+        assert self._server is not None, "StreamApp is not started"
+        return self._server.port
+
+    async def start(self) -> None:
+        """The feed is live before the server answers, so no subscriber misses a batch."""
+        self._redis = Redis.from_url(self.config.redis_url)
+        self._feed = EventFeed(self._redis, self.hub)
+        await self._feed.start()
+        servicer = StreamServicer(
+            self.hub, self._redis, ApiKeyAuthenticator(self._redis, self.config.admin_key)
+        )
+        self._server = await start_grpc_server(
+            self.config.grpc_address,
+            lambda server: streams_pb2_grpc.add_StreamServiceServicer_to_server(servicer, server),
+            [SERVICE_NAME],
+        )
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Open streams end with UNAVAILABLE at once rather than lingering through the grace."""
+        if self._server is not None:
+            self._server.set_serving(False)
+            self.hub.close_all(CloseReason.SHUTTING_DOWN)
+            await self._server.stop(grace)
+        if self._feed is not None:
+            await self._feed.stop()
+        if self._redis is not None:
+            await self._redis.aclose()

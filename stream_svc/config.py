@@ -1,0 +1,30 @@
+"""Stream service settings, from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mockex.settings import env_int, env_str, redis_url
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    redis_url: str
+    grpc_address: str
+    admin_key: str
+    """Its holder authenticates as the admin user; empty: no admin key."""
+    queue_size: int
+    """Engine batches buffered per subscriber; a subscriber with this many unread is cut off."""
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"MOCKEX_STREAM_QUEUE_SIZE={self.queue_size} must be at least 1")
+
+    @classmethod
+    def from_env(cls) -> StreamConfig:
+        return cls(
+            redis_url=redis_url(),
+            grpc_address=env_str("MOCKEX_STREAM_GRPC_ADDRESS", "127.0.0.1:50053"),
+            admin_key=env_str("MOCKEX_ADMIN_KEY", ""),
+            queue_size=env_int("MOCKEX_STREAM_QUEUE_SIZE", 10_000),
+        )

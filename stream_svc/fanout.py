@@ -1,0 +1,165 @@
+"""The in-memory hub: every engine batch is turned into public messages once and handed to the
+subscribers that want them, each through its own bounded queue.
+
+No I/O here: the Redis reader (feed.py) calls `publish_batch`, the servicer reads subscriptions.
+A subscriber whose queue is full is dropped on the spot, so one slow client never holds back
+the reader or anybody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
+
+from exchange.v1 import engine_pb2, streams_pb2
+from stream_svc.messages import MarketMessage, batch_messages
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_SIZE = 0.01
+"""For a symbol with sequenced events that Redis does not list (should not happen)."""
+
+T = TypeVar("T")
+
+
+class CloseReason(enum.Enum):
+    FELL_BEHIND = "fell behind"
+    FEED_LOST = "event feed lost"
+    SHUTTING_DOWN = "shutting down"
+
+
+class Subscription(Generic[T]):
+    """One client's buffer; an entry holds that client's messages from one engine batch."""
+
+    def __init__(self, topics: Iterable[str], queue_size: int) -> None:
+        self.topics = frozenset(topics)
+        self._queue: asyncio.Queue[tuple[T, ...]] = asyncio.Queue(queue_size)
+        self.closed = asyncio.Event()
+        self.close_reason: CloseReason | None = None
+
+    def offer(self, entry: tuple[T, ...]) -> bool:
+        """Queue without waiting; False when the queue is full."""
+        try:
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def get(self) -> tuple[T, ...]:
+        return await self._queue.get()
+
+    def close(self, reason: CloseReason) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+            self.closed.set()
+
+
+def market_topic(symbol: str) -> str:
+    return f"market:{symbol}"
+
+
+def orders_topic(user_id: str) -> str:
+    return f"orders:{user_id}"
+
+
+EXCHANGE_TOPIC = "exchange"
+
+
+class FanoutHub:
+    def __init__(self, queue_size: int) -> None:
+        self.queue_size = queue_size
+        self.tick_sizes: dict[str, float] = {}
+        self._subscribers: dict[str, set[Subscription[Any]]] = {}
+
+    @property
+    def subscriber_count(self) -> int:
+        return len({sub for subs in self._subscribers.values() for sub in subs})
+
+    def tick_size(self, symbol: str) -> float:
+        return self.tick_sizes.get(symbol, DEFAULT_TICK_SIZE)
+
+    def unknown_symbols(self, batch: engine_pb2.EngineBatch) -> set[str]:
+        """Symbols of the batch's market events whose tick size is not known yet.
+
+        Replies outside any symbol's stream (sequence 0, e.g. a rejection for an unknown symbol)
+        do not count: they name symbols that do not exist; nor do symbols the batch adds.
+        """
+        added = {e.symbol for e in batch.events if e.WhichOneof("event") == "symbol_added"}
+        return {
+            event.symbol
+            for event in batch.events
+            if event.sequence and event.symbol not in self.tick_sizes and event.symbol not in added
+        }
+
+    def subscribe_market(self, symbols: Iterable[str]) -> Subscription[MarketMessage]:
+        return self._subscribe([market_topic(symbol) for symbol in symbols])
+
+    def subscribe_orders(
+        self, user_id: str
+    ) -> Subscription[streams_pb2.StreamOrderUpdatesResponse]:
+        return self._subscribe([orders_topic(user_id)])
+
+    def subscribe_exchange(self) -> Subscription[streams_pb2.StreamExchangeEventsResponse]:
+        return self._subscribe([EXCHANGE_TOPIC])
+
+    def _subscribe(self, topics: list[str]) -> Subscription[Any]:
+        subscription: Subscription[Any] = Subscription(topics, self.queue_size)
+        for topic in subscription.topics:
+            self._subscribers.setdefault(topic, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription[Any]) -> None:
+        for topic in subscription.topics:
+            subscribers = self._subscribers.get(topic)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscribers[topic]
+
+    def close_all(self, reason: CloseReason) -> None:
+        for subscription in {sub for subs in self._subscribers.values() for sub in subs}:
+            self._close(subscription, reason)
+
+    def publish_batch(self, batch: engine_pb2.EngineBatch) -> None:
+        for event in batch.events:
+            if event.WhichOneof("event") == "symbol_added":
+                self.tick_sizes[event.symbol] = float(
+                    event.symbol_added.tick_size or DEFAULT_TICK_SIZE
+                )
+        if not self._subscribers:
+            return
+        public = batch_messages(batch, self.tick_size)
+        routed: list[tuple[str, object]] = [
+            (market_topic(market.symbol), market) for market in public.market
+        ]
+        routed.extend((orders_topic(order.user_id), order.response) for order in public.orders)
+        if public.exchange_event is not None:
+            event = streams_pb2.StreamExchangeEventsResponse(event=public.exchange_event)
+            routed.append((EXCHANGE_TOPIC, event))
+        self._deliver(routed)
+
+    def publish_exchange_event(self, event: streams_pb2.ExchangeEvent) -> None:
+        """Exchange news from other services (news, leaderboard), beside the engine's own."""
+        self._deliver([(EXCHANGE_TOPIC, streams_pb2.StreamExchangeEventsResponse(event=event))])
+
+    def _deliver(self, routed: Iterable[tuple[str, object]]) -> None:
+        """One queue entry per subscriber per batch, keeping the emitted order."""
+        outbox: dict[Subscription[Any], list[object]] = {}
+        for topic, message in routed:
+            for subscription in self._subscribers.get(topic, ()):
+                outbox.setdefault(subscription, []).append(message)
+        for subscription, messages in outbox.items():
+            if not subscription.offer(tuple(messages)):
+                log.warning(
+                    "subscriber dropped reason=fell_behind topics=%s queue_size=%d",
+                    ",".join(sorted(subscription.topics)),
+                    self.queue_size,
+                )
+                self._close(subscription, CloseReason.FELL_BEHIND)
+
+    def _close(self, subscription: Subscription[Any], reason: CloseReason) -> None:
+        self.unsubscribe(subscription)
+        subscription.close(reason)

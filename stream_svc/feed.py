@@ -1,0 +1,125 @@
+"""Everything the stream service reads from Redis: the event feed, symbols and book snapshots.
+
+The feed is the hub's single pub/sub subscription. A message lost on the way would leave every
+subscriber with a silent gap, so when the connection breaks (redis-py resubscribes by itself on
+reconnect, and we see the new confirmation) every subscription is closed with UNAVAILABLE and
+clients subscribe again for fresh snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from exchange.v1 import engine_pb2, streams_pb2, types_pb2
+from mockex import names
+from stream_svc.fanout import DEFAULT_TICK_SIZE, CloseReason, FanoutHub
+
+log = logging.getLogger(__name__)
+
+EXCHANGE_EVENTS_CHANNEL = "exchange:v1:exchange-events"
+"""Redis pub/sub: ExchangeEvent from other services (news, leaderboard) for StreamExchangeEvents."""
+
+RECONNECT_DELAY_SECONDS = 1.0
+SUBSCRIBE_TIMEOUT_SECONDS = 10.0
+
+
+async def publish_exchange_event(redis: Redis, event: streams_pb2.ExchangeEvent) -> int:
+    """Tell every stream service's subscribers; returns how many stream services listened."""
+    return await redis.publish(EXCHANGE_EVENTS_CHANNEL, event.SerializeToString())
+
+
+async def load_tick_sizes(redis: Redis) -> dict[str, float]:
+    raw = await redis.hgetall(names.SYMBOLS_KEY)
+    return {
+        symbol.decode(): types_pb2.SymbolInfo.FromString(info).tick_size or DEFAULT_TICK_SIZE
+        for symbol, info in raw.items()
+    }
+
+
+async def read_books(redis: Redis, symbols: Sequence[str]) -> list[types_pb2.OrderBook]:
+    """Full-depth books in one round trip; a symbol without a book yet has an empty one."""
+    raw_books = await redis.mget([names.book_key(symbol) for symbol in symbols])
+    books = []
+    for symbol, raw in zip(symbols, raw_books, strict=True):
+        book = types_pb2.OrderBook.FromString(raw) if raw else types_pb2.OrderBook()
+        book.symbol = symbol
+        books.append(book)
+    return books
+
+
+class EventFeed:
+    """Reads EngineBatches and exchange events from Redis pub/sub into the hub."""
+
+    def __init__(self, redis: Redis, hub: FanoutHub) -> None:
+        self._redis = redis
+        self._hub = hub
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe (confirmed) before loading symbols, so no SymbolAdded falls in between."""
+        self._pubsub = self._redis.pubsub()
+        channels = (names.EVENTS_CHANNEL, EXCHANGE_EVENTS_CHANNEL)
+        await self._pubsub.subscribe(*channels)
+        confirmed = 0
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
+            while confirmed < len(channels):
+                message = await self._pubsub.get_message(timeout=None)
+                if message is not None and message["type"] == "subscribe":
+                    confirmed += 1
+        self._hub.tick_sizes.update(await load_tick_sizes(self._redis))
+        self._task = asyncio.create_task(self._run(), name="stream-event-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    async def _run(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                async for message in self._pubsub.listen():
+                    await self._handle(message)
+            except (RedisError, OSError) as exc:
+                log.warning("event feed lost error=%r", exc)
+                self._hub.close_all(CloseReason.FEED_LOST)
+                await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+
+    async def _handle(self, message: dict) -> None:
+        if message["type"] == "subscribe":
+            log.warning("event feed resubscribed after a reconnect; closing every subscription")
+            self._hub.close_all(CloseReason.FEED_LOST)
+            return
+        if message["type"] != "message":
+            return
+        channel = message["channel"].decode()
+        try:
+            if channel == names.EVENTS_CHANNEL:
+                await self._publish_batch(engine_pb2.EngineBatch.FromString(message["data"]))
+            elif channel == EXCHANGE_EVENTS_CHANNEL:
+                self._hub.publish_exchange_event(
+                    streams_pb2.ExchangeEvent.FromString(message["data"])
+                )
+        except RedisError:
+            raise
+        except Exception:
+            # One bad message must not stop the fan-out for everybody.
+            log.exception("event feed message skipped channel=%s", channel)
+
+    async def _publish_batch(self, batch: engine_pb2.EngineBatch) -> None:
+        unknown = self._hub.unknown_symbols(batch)
+        if unknown:
+            self._hub.tick_sizes.update(await load_tick_sizes(self._redis))
+            for symbol in unknown - self._hub.tick_sizes.keys():
+                log.warning("symbol not in redis symbol=%s tick_size=%s", symbol, DEFAULT_TICK_SIZE)
+                self._hub.tick_sizes[symbol] = DEFAULT_TICK_SIZE
+        self._hub.publish_batch(batch)
