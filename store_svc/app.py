@@ -46,7 +46,6 @@ class StoreApp:
             self.config.kafka_bootstrap,
             self.config.events_topic,
             self.config.snapshots_topic,
-            self.config.consumer_group,
         )
         await self.consumer.start()
         servicer = StoreServicer(self.engine)

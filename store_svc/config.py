@@ -9,7 +9,6 @@ from mockex.processes import REPO_ROOT
 
 DATABASE_URL_DEFAULT = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'mockex.db'}"
 GRPC_ADDRESS_DEFAULT = "127.0.0.1:50054"
-CONSUMER_GROUP_DEFAULT = "store"
 
 
 @dataclass(frozen=True)
@@ -19,8 +18,6 @@ class StoreConfig:
     events_topic: str = names.EVENTS_TOPIC
     snapshots_topic: str = names.SNAPSHOTS_TOPIC
     grpc_address: str = GRPC_ADDRESS_DEFAULT
-    # Kafka consumer group; its committed offsets are where the store resumes after a restart.
-    consumer_group: str = CONSUMER_GROUP_DEFAULT
 
     @classmethod
     def from_env(cls) -> StoreConfig:
@@ -30,5 +27,4 @@ class StoreConfig:
             events_topic=settings.env_str("MOCKEX_EVENTS_TOPIC", names.EVENTS_TOPIC),
             snapshots_topic=settings.env_str("MOCKEX_SNAPSHOTS_TOPIC", names.SNAPSHOTS_TOPIC),
             grpc_address=settings.env_str("MOCKEX_STORE_GRPC_ADDRESS", GRPC_ADDRESS_DEFAULT),
-            consumer_group=settings.env_str("MOCKEX_STORE_CONSUMER_GROUP", CONSUMER_GROUP_DEFAULT),
         )

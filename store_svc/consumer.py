@@ -1,7 +1,9 @@
 """Copies the engine's Kafka log into the database.
 
-At least once: each poll is written in one transaction, and only then are its Kafka offsets
-committed. A crash between the two replays the poll, which the idempotent writes absorb.
+Each poll's rows and the next offsets to read are written in one transaction, so the store's
+position in the log can never disagree with its rows. No consumer group: a restarted store seeks
+to its stored positions at once instead of waiting for a group rebalance. (Writes stay
+idempotent all the same, so re-reading the log from the start changes nothing.)
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exchange.v1 import engine_pb2
-from store_svc.db import write_rows
+from store_svc.db import read_log_positions, write_rows
 from store_svc.records import Rows
 
 log = logging.getLogger(__name__)
@@ -29,23 +30,17 @@ RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 class LogConsumer:
-    """The events and snapshots topics, read by one consumer group into the database."""
+    """The events and snapshots topics (one partition each) read into the database."""
 
     def __init__(
-        self,
-        engine: AsyncEngine,
-        bootstrap: str,
-        events_topic: str,
-        snapshots_topic: str,
-        group: str,
+        self, engine: AsyncEngine, bootstrap: str, events_topic: str, snapshots_topic: str
     ) -> None:
         self._engine = engine
         self._events_topic = events_topic
+        self._topics = (events_topic, snapshots_topic)
         self._kafka = AIOKafkaConsumer(
-            events_topic,
-            snapshots_topic,
             bootstrap_servers=bootstrap,
-            group_id=group,
+            group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -57,10 +52,20 @@ class LogConsumer:
 
     async def start(self) -> None:
         await self._kafka.start()
+        positions = await read_log_positions(self._engine)
+        # One partition per topic by design (mockex.names): the log is totally ordered.
+        partitions = [TopicPartition(topic, 0) for topic in self._topics]
+        self._kafka.assign(partitions)
+        for partition in partitions:
+            next_offset = positions.get((partition.topic, partition.partition))
+            if next_offset is None:
+                await self._kafka.seek_to_beginning(partition)
+            else:
+                self._kafka.seek(partition, next_offset)
         self.task = asyncio.create_task(self._run(), name="store-log-consumer")
 
     async def stop(self) -> None:
-        """Finish the poll in hand (written and committed, or neither), then leave the group."""
+        """Finish the poll in hand (written with its positions, or not at all), then close."""
         self._stopping.set()
         if self.task is not None:
             try:
@@ -77,19 +82,14 @@ class LogConsumer:
             if not polled:
                 continue
             rows = Rows()
-            offsets: dict[TopicPartition, int] = {}
             for partition, records in polled.items():
                 for record in records:
                     self._add(rows, record)
-                offsets[partition] = records[-1].offset + 1
+                rows.log_positions[(partition.topic, partition.partition)] = records[-1].offset + 1
                 self.records_seen += len(records)
             if not await self._write(rows):
                 return
-            try:
-                await self._kafka.commit(offsets)
-            except KafkaError as exc:
-                log.warning("store offset commit failed error=%r (the poll will be replayed)", exc)
-            log.debug("store wrote rows=%d offsets=%s", len(rows), offsets)
+            log.debug("store wrote rows=%d positions=%s", len(rows), rows.log_positions)
 
     def _add(self, rows: Rows, record: ConsumerRecord) -> None:
         """A record's rows; an empty or unreadable record is logged and skipped, not retried.

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Index,
     Insert,
+    Integer,
     LargeBinary,
     MetaData,
     Table,
@@ -70,9 +71,9 @@ orders = Table(
     Column("client_order_id", Text, nullable=False),
     Column("created_ns", BigInteger, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
-    # Where the stored state came from: events offset and the event's symbol sequence.
+    # Where the stored state came from: the log offset and the event's index in its batch.
     Column("log_offset", BigInteger, nullable=False),
-    Column("sequence", BigInteger, nullable=False),
+    Column("event_index", BigInteger, nullable=False),
     Index("ix_orders_user_created", "user_id", "created_ns"),
 )
 
@@ -112,6 +113,15 @@ snapshots = Table(
     Column("timestamp_ns", BigInteger, nullable=False),
     # The serialized EngineSnapshot.
     Column("payload", LargeBinary, nullable=False),
+)
+
+log_positions = Table(
+    "log_positions",
+    metadata,
+    # Where the store resumes reading: kept with the rows, so a crash can never separate them.
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
 )
 
 
@@ -191,3 +201,23 @@ async def write_rows(engine: AsyncEngine, rows: Rows) -> None:
         ):
             if table_rows:
                 await conn.execute(_insert(conn, table).on_conflict_do_nothing(), table_rows)
+        if rows.log_positions:
+            stmt = _insert(conn, log_positions)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[log_positions.c.topic, log_positions.c.partition],
+                set_={"next_offset": stmt.excluded.next_offset},
+            )
+            await conn.execute(
+                stmt,
+                [
+                    {"topic": topic, "partition": partition, "next_offset": next_offset}
+                    for (topic, partition), next_offset in rows.log_positions.items()
+                ],
+            )
+
+
+async def read_log_positions(engine: AsyncEngine) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> next offset to read, as of the last written poll."""
+    async with engine.connect() as conn:
+        result = await conn.execute(log_positions.select())
+        return {(row.topic, row.partition): row.next_offset for row in result}

@@ -12,7 +12,7 @@ from exchange.v1 import engine_pb2, types_pb2
 
 Row = dict[str, Any]
 
-ORDER_VERSION = ("updated_ns", "log_offset", "sequence")
+ORDER_VERSION = ("updated_ns", "log_offset", "event_index")
 """Columns that order an order's states: a row replaces the stored one only when this is greater,
 so a replayed older state never overwrites a newer one."""
 
@@ -26,7 +26,7 @@ def order_version(row: Row) -> tuple[int, ...]:
     return tuple(row[name] for name in ORDER_VERSION)
 
 
-def order_row(state: engine_pb2.OrderState, log_offset: int, sequence: int) -> Row:
+def order_row(state: engine_pb2.OrderState, log_offset: int, event_index: int) -> Row:
     return {
         "order_id": state.order_id,
         "user_id": state.user_id,
@@ -44,7 +44,7 @@ def order_row(state: engine_pb2.OrderState, log_offset: int, sequence: int) -> R
         "created_ns": state.created_ns,
         "updated_ns": state.updated_ns,
         "log_offset": log_offset,
-        "sequence": sequence,
+        "event_index": event_index,
     }
 
 
@@ -134,6 +134,8 @@ class Rows:
     fills: list[Row] = field(default_factory=list)
     trades: list[Row] = field(default_factory=list)
     snapshots: list[Row] = field(default_factory=list)
+    log_positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> next offset to read, written in the same transaction as the rows."""
 
     def __len__(self) -> int:
         return sum(
@@ -148,10 +150,10 @@ class Rows:
         if batch.command.WhichOneof("command") == "create_account":
             account = batch.command.create_account
             self.users[account.user_id] = user_row(account)
-        for event in batch.events:
+        for event_index, event in enumerate(batch.events):
             kind = event.WhichOneof("event")
             if kind in ORDER_STATE_EVENTS:
-                self._add_order(order_row(getattr(event, kind).order, log_offset, event.sequence))
+                self._add_order(order_row(getattr(event, kind).order, log_offset, event_index))
             if kind == "order_filled":
                 self.fills.append(fill_row(event))
             elif kind == "trade_executed":

@@ -53,19 +53,19 @@ def crossing_batch() -> engine_pb2.EngineBatch:
                 ),
             ),
             engine_pb2.EngineEvent(
-                symbol="ACME", sequence=7, timestamp_ns=now,
+                symbol="ACME", sequence=6, timestamp_ns=now,
                 order_filled=engine_pb2.OrderFilled(
                     order=sell_partial, trade_id="t1", price_ticks=10125, quantity=4
                 ),
             ),
             engine_pb2.EngineEvent(
-                symbol="ACME", sequence=8, timestamp_ns=now,
+                symbol="ACME", sequence=6, timestamp_ns=now,
                 order_filled=engine_pb2.OrderFilled(
                     order=buy_filled, trade_id="t1", price_ticks=10125, quantity=4
                 ),
             ),
             engine_pb2.EngineEvent(
-                symbol="ACME", sequence=9, timestamp_ns=now,
+                symbol="ACME", sequence=7, timestamp_ns=now,
                 book_level_changed=engine_pb2.BookLevelChanged(
                     side=types_pb2.SELL, price_ticks=10125, quantity=6, order_count=1
                 ),
@@ -118,7 +118,7 @@ def test_accepted_order_becomes_an_order_row_with_enum_names_and_its_log_positio
             "type": "LIMIT", "time_in_force": "GFD", "price_ticks": 10125, "quantity": 10,
             "filled_quantity": 0, "filled_notional_ticks": 0, "status": "NEW",
             "reason": "ORDER_REASON_UNSPECIFIED", "client_order_id": "c-1",
-            "created_ns": T0, "updated_ns": T0, "log_offset": 3, "sequence": 2,
+            "created_ns": T0, "updated_ns": T0, "log_offset": 3, "event_index": 0,
         }
     }
 
@@ -146,14 +146,14 @@ def test_crossing_order_gives_one_trade_two_fills_and_the_last_state_of_each_ord
     }]
     assert rows.fills == [
         {"order_id": "o1", "trade_id": "t1", "price_ticks": 10125, "quantity": 4,
-         "timestamp_ns": now, "sequence": 7},
+         "timestamp_ns": now, "sequence": 6},
         {"order_id": "o2", "trade_id": "t1", "price_ticks": 10125, "quantity": 4,
-         "timestamp_ns": now, "sequence": 8},
+         "timestamp_ns": now, "sequence": 6},
     ]
     assert {order_id: row["status"] for order_id, row in rows.orders.items()} == {
         "o1": "PARTIALLY_FILLED", "o2": "FILLED"
     }
-    assert rows.orders["o2"]["sequence"] == 8
+    assert rows.orders["o2"]["event_index"] == 3
     assert rows.symbols == {} and rows.users == {} and rows.snapshots == []
 
 

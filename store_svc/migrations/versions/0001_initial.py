@@ -47,7 +47,7 @@ def upgrade() -> None:
         sa.Column("created_ns", sa.BigInteger, nullable=False),
         sa.Column("updated_ns", sa.BigInteger, nullable=False),
         sa.Column("log_offset", sa.BigInteger, nullable=False),
-        sa.Column("sequence", sa.BigInteger, nullable=False),
+        sa.Column("event_index", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_orders_user_created", "orders", ["user_id", "created_ns"])
     op.create_table(
@@ -80,8 +80,14 @@ def upgrade() -> None:
         sa.Column("timestamp_ns", sa.BigInteger, nullable=False),
         sa.Column("payload", sa.LargeBinary, nullable=False),
     )
+    op.create_table(
+        "log_positions",
+        sa.Column("topic", sa.Text, primary_key=True),
+        sa.Column("partition", sa.Integer, primary_key=True),
+        sa.Column("next_offset", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for table in ("snapshots", "trades", "fills", "orders", "users", "symbols"):
+    for table in ("log_positions", "snapshots", "trades", "fills", "orders", "users", "symbols"):
         op.drop_table(table)
