@@ -25,6 +25,10 @@ class GatewayConfig:
     store_timeout_seconds: float
     max_commands_in_stream: int
     """Refuse new orders (UNAVAILABLE) while the engine's queue is longer than this."""
+    rate_limit_per_second: float
+    """Requests per second per API key (admin exempt); 0 turns the limit off."""
+    rate_limit_burst: int
+    """Requests a key may send at once before the per-second rate applies."""
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -39,4 +43,6 @@ class GatewayConfig:
             engine_timeout_seconds=env_float("MOCKEX_ENGINE_TIMEOUT_SECONDS", 5.0),
             store_timeout_seconds=env_float("MOCKEX_STORE_TIMEOUT_SECONDS", 5.0),
             max_commands_in_stream=env_int("MOCKEX_MAX_QUEUED_COMMANDS", 100_000),
+            rate_limit_per_second=env_float("MOCKEX_RATE_LIMIT_PER_SECOND", 100.0),
+            rate_limit_burst=env_int("MOCKEX_RATE_LIMIT_BURST", 200),
         )

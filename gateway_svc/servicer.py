@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from exchange.v1 import (
 )
 from gateway_svc.config import GatewayConfig
 from gateway_svc.engine_client import EngineClient, EngineTimeout
+from gateway_svc.rate_limit import TokenBucketLimiter
 from gateway_svc.validation import (
     RequestError,
     SymbolSpec,
@@ -108,9 +110,13 @@ class Exchange:
         self.engine = engine
         self.store = store
         self.authenticator = ApiKeyAuthenticator(redis, config.admin_key)
+        self.rate_limiter = TokenBucketLimiter(
+            config.rate_limit_per_second, config.rate_limit_burst
+        )
         self._symbols: dict[str, SymbolSpec] = {}
 
     async def caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        """The authenticated caller, within its rate limit (admins are not limited)."""
         caller = await self.authenticator.caller(
             api_key_from_metadata(context.invocation_metadata())
         )
@@ -118,6 +124,16 @@ class Exchange:
             raise RequestError(
                 grpc.StatusCode.UNAUTHENTICATED, "missing or unknown API key (x-api-key)"
             )
+        if not caller.admin:
+            wait = self.rate_limiter.take(caller.user_id, time.monotonic())
+            if wait:
+                retry_after = max(1, math.ceil(wait))
+                context.set_trailing_metadata((("retry-after", str(retry_after)),))
+                raise RequestError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"rate limit of {self.rate_limiter.rate:g} requests/s for this API key "
+                    f"exceeded; retry after {retry_after}s",
+                )
         return caller
 
     async def admin(self, context: grpc.aio.ServicerContext) -> Caller:

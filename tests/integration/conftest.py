@@ -17,6 +17,8 @@ from mockex import processes
 from mockex.stack import ExchangeStack, StackPorts
 
 ADMIN_KEY = "test-admin-key"
+RATE_LIMIT_PER_SECOND = 20
+RATE_LIMIT_BURST = 40
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +71,11 @@ def exchange_stack(
         admin_key=ADMIN_KEY,
         ports=ports,
         topic_suffix=f".{uuid.uuid4().hex[:8]}",
-        extra_env={"MOCKEX_ENGINE_TIMEOUT_SECONDS": "10"},
+        extra_env={
+            "MOCKEX_ENGINE_TIMEOUT_SECONDS": "10",
+            "MOCKEX_RATE_LIMIT_PER_SECOND": str(RATE_LIMIT_PER_SECOND),
+            "MOCKEX_RATE_LIMIT_BURST": str(RATE_LIMIT_BURST),
+        },
     )
     try:
         stack.start_infrastructure(kafka=False)

@@ -47,6 +47,7 @@ def crash_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         extra_env={
             "MOCKEX_SNAPSHOT_EVERY": "150",
             "MOCKEX_ENGINE_TIMEOUT_SECONDS": "4",
+            "MOCKEX_RATE_LIMIT_PER_SECOND": "0",
         },
     )
     try:

@@ -19,7 +19,7 @@ from exchange.v1 import (
     types_pb2,
 )
 from mockex.stack import ExchangeStack
-from tests.integration.conftest import ADMIN_KEY
+from tests.integration.conftest import ADMIN_KEY, RATE_LIMIT_BURST
 from tests.integration.exchange_client import Exchange, eventually
 
 pytestmark = pytest.mark.integration
@@ -297,3 +297,23 @@ async def test_health_reflection_and_exchange_health(exchange_stack: ExchangeSta
         assert "exchange.v1.OrderService" in services
         assert "exchange.v1.StreamService" in services
         assert "grpc.health.v1.Health" in services
+
+
+async def test_rate_limit_per_key_answers_resource_exhausted_with_retry_after(
+    exchange: Exchange,
+) -> None:
+    trader = await exchange.participant()
+    other = await exchange.participant()
+    codes = []
+    retry_after = None
+    for _ in range(RATE_LIMIT_BURST + 20):
+        try:
+            await trader.account()
+            codes.append(grpc.StatusCode.OK)
+        except grpc.aio.AioRpcError as exc:
+            codes.append(exc.code())
+            retry_after = dict(exc.trailing_metadata() or ()).get("retry-after")
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert codes[:RATE_LIMIT_BURST] == [grpc.StatusCode.OK] * RATE_LIMIT_BURST
+    assert retry_after is not None and int(retry_after) >= 1
+    await other.account()  # another key is not affected
