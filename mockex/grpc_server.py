@@ -12,21 +12,23 @@ from grpc_reflection.v1alpha import reflection
 class GrpcServer:
     """A started server and its bound port; `stop` is graceful."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: health.HealthServicer):
+    def __init__(
+        self, server: grpc.aio.Server, port: int, health_servicer: health.aio.HealthServicer
+    ):
         self.server = server
         self.port = port
         self.health = health_servicer
 
-    def set_serving(self, serving: bool) -> None:
+    async def set_serving(self, serving: bool) -> None:
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        self.health.set("", status)
+        await self.health.set("", status)
 
     async def stop(self, grace: float = 2.0) -> None:
-        self.set_serving(False)
+        await self.set_serving(False)
         await self.server.stop(grace)
 
 
@@ -45,7 +47,7 @@ async def start_grpc_server(
         ],
     )
     register(server)
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(service_names)
     reflection.enable_server_reflection(
@@ -61,5 +63,5 @@ async def start_grpc_server(
         raise RuntimeError(f"could not bind gRPC server to {address}")
     await server.start()
     started = GrpcServer(server, port, health_servicer)
-    started.set_serving(True)
+    await started.set_serving(True)
     return started

@@ -50,6 +50,11 @@ def setup_tracing(service_name: str) -> bool:
     return True
 
 
+def tracing_enabled() -> bool:
+    """True once setup_tracing installed a provider in this process."""
+    return _configured
+
+
 def inject_context(carrier: MutableMapping[str, str]) -> None:
     """Write the current trace context into a message's metadata map."""
     propagate.inject(carrier)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exchange.v1 import engine_pb2
+from mockex.telemetry import extract_context, tracer, tracing_enabled
 from store_svc.db import read_log_positions, write_rows
 from store_svc.records import Rows
 
@@ -45,6 +46,7 @@ class LogConsumer:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
         )
+        self._tracing = tracing_enabled()
         self._stopping = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         # Kafka records taken since start: after a restart, only those past the committed offset.
@@ -100,7 +102,17 @@ class LogConsumer:
             if not record.value:
                 raise DecodeError("empty record")
             if record.topic == self._events_topic:
-                rows.add_batch(engine_pb2.EngineBatch.FromString(record.value), record.offset)
+                batch = engine_pb2.EngineBatch.FromString(record.value)
+                if self._tracing and batch.command.trace_context:
+                    # Ends the order's trace: gateway -> stream -> engine -> Kafka -> here.
+                    with tracer("store_svc").start_as_current_span(
+                        "store.record",
+                        context=extract_context(batch.command.trace_context),
+                        attributes={"kafka.offset": record.offset},
+                    ):
+                        rows.add_batch(batch, record.offset)
+                else:
+                    rows.add_batch(batch, record.offset)
             else:
                 rows.add_snapshot(engine_pb2.EngineSnapshot.FromString(record.value), record.value)
         except (DecodeError, ValueError) as exc:

@@ -46,7 +46,7 @@ class StreamApp:
     async def stop(self, grace: float = 2.0) -> None:
         """Open streams end with UNAVAILABLE at once rather than lingering through the grace."""
         if self._server is not None:
-            self._server.set_serving(False)
+            await self._server.set_serving(False)
             self.hub.close_all(CloseReason.SHUTTING_DOWN)
             await self._server.stop(grace)
         if self._feed is not None:
