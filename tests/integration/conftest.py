@@ -19,6 +19,7 @@ from mockex.stack import ExchangeStack, StackPorts
 ADMIN_KEY = "test-admin-key"
 RATE_LIMIT_PER_SECOND = 20
 RATE_LIMIT_BURST = 40
+MAX_OPEN_ORDERS = 25
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +76,7 @@ def exchange_stack(
             "MOCKEX_ENGINE_TIMEOUT_SECONDS": "10",
             "MOCKEX_RATE_LIMIT_PER_SECOND": str(RATE_LIMIT_PER_SECOND),
             "MOCKEX_RATE_LIMIT_BURST": str(RATE_LIMIT_BURST),
+            "MOCKEX_MAX_OPEN_ORDERS": str(MAX_OPEN_ORDERS),
         },
     )
     try:

@@ -19,7 +19,7 @@ from exchange.v1 import (
     types_pb2,
 )
 from mockex.stack import ExchangeStack
-from tests.integration.conftest import ADMIN_KEY, RATE_LIMIT_BURST
+from tests.integration.conftest import ADMIN_KEY, MAX_OPEN_ORDERS, RATE_LIMIT_BURST
 from tests.integration.exchange_client import Exchange, eventually
 
 pytestmark = pytest.mark.integration
@@ -317,3 +317,16 @@ async def test_rate_limit_per_key_answers_resource_exhausted_with_retry_after(
     assert codes[:RATE_LIMIT_BURST] == [grpc.StatusCode.OK] * RATE_LIMIT_BURST
     assert retry_after is not None and int(retry_after) >= 1
     await other.account()  # another key is not affected
+
+
+async def test_open_order_cap_per_user_rejects_the_next_order(exchange: Exchange) -> None:
+    symbol = await exchange.add_symbol()
+    trader = await exchange.participant()
+    for index in range(MAX_OPEN_ORDERS):
+        resting = await trader.place(symbol, "BUY", 1, 10.0 + index * 0.01)
+        assert resting.status == types_pb2.NEW
+    refused = await trader.place(symbol, "BUY", 1, 9.0)
+    assert refused.status == types_pb2.REJECTED
+    assert refused.reject_reason == "OPEN_ORDER_LIMIT"
+    await trader.cancel(resting.order_id)
+    assert (await trader.place(symbol, "BUY", 1, 9.0)).status == types_pb2.NEW
