@@ -27,11 +27,12 @@ pth="${site_packages}/mockex-generated.pth"
 
 want="$(
     cd "${PROTO_DIR}"
-    { printf '%s\n' "${protos[@]}"; cat "${protos[@]}" "${SELF}"; "${PY}" -m grpc_tools.protoc --version; } |
+    { printf '%s\n' "${protos[@]}"; cat "${protos[@]}" "${SELF}" "${REPO_ROOT}/mockex/openapi.py"
+      "${PY}" -m grpc_tools.protoc --version; } |
         sha256sum | cut -d' ' -f1
 )"
-if stamp_matches "${STAMP}" "${want}" && [[ -f "${DESCRIPTOR_SET}" && -f "${pth}" ]]; then
-    step "protos up to date (build/gen, build/proto/exchange.pb)"
+if stamp_matches "${STAMP}" "${want}" && [[ -f "${DESCRIPTOR_SET}" && -f "${pth}" && -f "${BUILD}/openapi.json" ]]; then
+    step "protos up to date (build/gen, build/proto/exchange.pb, build/openapi.json)"
     exit 0
 fi
 
@@ -81,5 +82,8 @@ find "${GEN}" -mindepth 1 -type d -exec sh -c 'for d; do [ -f "$d/__init__.py" ]
 
 step "linking build/gen into .venv ($(basename "${pth}"))"
 printf '%s\n' "${GEN}" >"${pth}"
-printf '%s\n' "${want}" >"${STAMP}"
 "${PY}" -c 'import exchange.v1' || die "build/gen is not importable from .venv"
+
+step "writing the REST API description build/openapi.json (mockex.openapi)"
+"${PY}" -m mockex.openapi "${DESCRIPTOR_SET}" "${BUILD}/openapi.json"
+printf '%s\n' "${want}" >"${STAMP}"
