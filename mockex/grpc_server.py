@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -32,6 +35,71 @@ class GrpcServer:
         await self.server.stop(grace)
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class UndecodableRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Answers INVALID_ARGUMENT, not UNKNOWN, when a request's bytes do not parse.
+
+    grpc.aio fails such a call with UNKNOWN (HTTP 500 at the edge) before any servicer runs; a
+    malformed request is the client's fault, so say so.
+    """
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        deserialize = handler.request_deserializer
+
+        def safe_deserialize(data: bytes) -> Any:
+            try:
+                return deserialize(data)
+            except DecodeError as error:
+                return _Undecodable(error)
+
+        async def refuse(request: _Undecodable, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request could not be decoded ({request.error}); check field types",
+            )
+
+        if handler.unary_unary is not None:
+            behavior = handler.unary_unary
+
+            async def unary_unary(request, context):
+                if isinstance(request, _Undecodable):
+                    return await refuse(request, context)
+                return await behavior(request, context)
+
+            return handler._replace(request_deserializer=safe_deserialize, unary_unary=unary_unary)
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
+            if inspect.isasyncgenfunction(stream):
+
+                async def unary_stream(request, context):
+                    if isinstance(request, _Undecodable):
+                        await refuse(request, context)
+                        return
+                    async for response in stream(request, context):
+                        yield response
+
+            else:  # a servicer that writes with context.write()
+
+                async def unary_stream(request, context):
+                    if isinstance(request, _Undecodable):
+                        return await refuse(request, context)
+                    return await stream(request, context)
+
+            return handler._replace(
+                request_deserializer=safe_deserialize, unary_stream=unary_stream
+            )
+        return handler
+
+
 async def start_grpc_server(
     address: str,
     register: Callable[[grpc.aio.Server], None],
@@ -40,7 +108,7 @@ async def start_grpc_server(
 ) -> GrpcServer:
     """Bind `address` (port 0 picks a free one), register our servicers, start, report SERVING."""
     server = grpc.aio.server(
-        interceptors=list(interceptors),
+        interceptors=[UndecodableRequestInterceptor(), *interceptors],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 4 * 1024 * 1024),
