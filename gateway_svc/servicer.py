@@ -186,14 +186,35 @@ class Exchange:
         return order
 
 
+PASSED_THROUGH = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
+
+
 def _handles_errors(method):
-    """Turn RequestError into the gRPC status it names."""
+    """Turn RequestError, and errors of the services we call, into the right gRPC status."""
 
     async def wrapper(self, request, context):
         try:
             return await method(self, request, context)
         except RequestError as exc:
             await context.abort(exc.code, exc.message)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in PASSED_THROUGH:
+                await context.abort(exc.code(), exc.details() or exc.code().name)
+            log.warning(
+                "upstream call failed method=%s code=%s details=%s",
+                method.__name__,
+                exc.code().name,
+                exc.details(),
+            )
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"a backing service is unavailable ({exc.code().name}); retry shortly",
+            )
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__

@@ -17,6 +17,12 @@ from exchange.v1 import admin_pb2, engine_pb2, orders_pb2, types_pb2
 from mockex import convert
 
 MAX_ORDER_QUANTITY = 1_000_000
+MAX_PRICE = 10_000_000.0
+"""Keeps price x quantity in ticks well inside int64 even at the finest tick (0.0001)."""
+MAX_CASH = 1_000_000_000_000.0
+MAX_POSITION = 1_000_000_000
+MAX_TICK_SIZE = 10_000.0
+MAX_LOT_SIZE = 1_000_000
 MAX_CLIENT_ORDER_ID_LENGTH = 64
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,11}$")
 USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -89,6 +95,8 @@ def place_order_command(
         price = request.price
         if not math.isfinite(price) or price <= 0:
             raise invalid(f"price must be a positive number for a LIMIT order, got {price}")
+        if price > MAX_PRICE:
+            raise invalid(f"price {price} is over the maximum of {MAX_PRICE:.0f}")
         ticks = convert.price_to_ticks(price, spec.tick_size)
         if ticks is None:
             raise invalid(f"price {price} is not a whole number of ticks ({spec.tick_size})")
@@ -132,14 +140,16 @@ def create_account_command(
         raise invalid(f"userId {request.user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
     if not math.isfinite(request.cash) or request.cash < 0:
         raise invalid(f"cash must be zero or positive, got {request.cash}")
+    if request.cash > MAX_CASH:
+        raise invalid(f"cash {request.cash} is over the maximum of {MAX_CASH:.0f}")
     cash_units = convert.cash_to_units(request.cash)
     if cash_units is None:
         raise invalid(f"cash {request.cash} has more than 4 decimals")
     for symbol, quantity in request.positions.items():
         if symbol not in listed:
             raise invalid(f"positions: symbol {symbol!r} is not listed")
-        if quantity < 0:
-            raise invalid(f"positions: {symbol} quantity must not be negative, got {quantity}")
+        if not 0 <= quantity <= MAX_POSITION:
+            raise invalid(f"positions: {symbol} quantity must be 0..{MAX_POSITION}, got {quantity}")
     return engine_pb2.CreateAccountCommand(
         user_id=request.user_id,
         cash_units=cash_units,
@@ -152,12 +162,14 @@ def create_account_command(
 def add_symbol_command(request: admin_pb2.AddSymbolRequest) -> engine_pb2.AddSymbolCommand:
     check_symbol_name(request.symbol)
     tick_size = request.tick_size or 0.01
-    if not math.isfinite(tick_size) or tick_size <= 0:
-        raise invalid(f"tickSize must be positive, got {tick_size}")
+    if not math.isfinite(tick_size) or not 0 < tick_size <= MAX_TICK_SIZE:
+        raise invalid(f"tickSize must be in (0, {MAX_TICK_SIZE:.0f}], got {tick_size}")
     tick = Decimal(repr(tick_size))
     if (tick * convert.CASH_UNITS_PER_CURRENCY) % 1:
         raise invalid(f"tickSize {tick_size} must be a multiple of 0.0001")
     lot_size = request.lot_size or 1
+    if lot_size > MAX_LOT_SIZE:
+        raise invalid(f"lotSize {lot_size} is over the maximum of {MAX_LOT_SIZE}")
     return engine_pb2.AddSymbolCommand(
         symbol=request.symbol, tick_size=str(tick.normalize()), lot_size=lot_size
     )

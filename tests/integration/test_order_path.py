@@ -183,6 +183,7 @@ async def test_store_answers_history_matching_the_kafka_log(
         ({"price": float("nan")}, "price"),
         ({"price": float("inf")}, "price"),
         ({"price": 10.001}, "price"),
+        ({"price": 1e12}, "price"),
         ({"type": types_pb2.MARKET, "time_in_force": types_pb2.GFD}, "timeInForce"),
         ({"client_order_id": "x" * 65}, "clientOrderId"),
     ],
