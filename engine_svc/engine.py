@@ -208,7 +208,8 @@ class MatchingEngine:
         return events
 
     def _emit_market_state(self, state: SymbolState, events: list[Event], now: int) -> None:
-        state.sequence += 1
+        """Market state goes to the exchange-events channel, not market data, so like order
+        events it carries the symbol's sequence without increasing it."""
         events.append(
             _new(MarketStateChanged, (state.symbol, state.sequence, now, self.symbol_status(state)))
         )

@@ -1,8 +1,8 @@
 """Events the engine emits, in past tense. Immutable tuples: cheap to build on the hot path.
 
-Every event starts with (symbol, sequence, timestamp). `sequence` counts the symbol's public
-market events (book, trade, quote, market state, symbol added), +1 each, so market-data
-consumers see no gaps; private order events carry the current value without increasing it; 0
+Every event starts with (symbol, sequence, timestamp). `sequence` counts the symbol's market
+data events (book, trade, quote, symbol added), +1 each, so market-data consumers see no gaps;
+order events and market state carry the current value without increasing it; 0
 only for replies that belong to no symbol's stream (CancelRejected, and orders rejected for an
 unknown symbol). Order events hold the `Order` itself for its identity fields;
 an order is final when its finishing event is emitted, so OrderRejected/Cancelled/Expired read

@@ -69,8 +69,10 @@ sides = st.sampled_from(list(Side))
 offsets = st.integers(-2, 2)  # price = middle + offset ticks: a narrow band, lots of crossing
 lots = st.integers(1, 4)
 
-PUBLIC_EVENTS = (SymbolAdded, BookLevelChanged, TradeExecuted, QuoteChanged, MarketStateChanged)
-PRIVATE_EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCancelled, OrderExpired)
+PUBLIC_EVENTS = (SymbolAdded, BookLevelChanged, TradeExecuted, QuoteChanged)
+PRIVATE_EVENTS = (
+    OrderAccepted, OrderRejected, OrderFilled, OrderCancelled, OrderExpired, MarketStateChanged
+)
 
 
 def fills_of(events) -> list[tuple[int, int, str, str]]:

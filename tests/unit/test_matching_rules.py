@@ -616,7 +616,7 @@ def test_rejected_order_has_reason(engine, kwargs, reason):
 # ---- events ------------------------------------------------------------------------------------
 
 
-PUBLIC_EVENTS = (SymbolAdded, BookLevelChanged, TradeExecuted, QuoteChanged, MarketStateChanged)
+PUBLIC_EVENTS = (SymbolAdded, BookLevelChanged, TradeExecuted, QuoteChanged)
 
 
 def test_sequences_increase_by_one_per_symbol(engine):
