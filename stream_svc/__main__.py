@@ -19,7 +19,8 @@ async def serve(config: StreamConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     host = config.grpc_address.rsplit(":", 1)[0]
-    print(f"stream_svc serving grpc={host}:{app.port}", flush=True)
+    ws_host = config.ws_address.rsplit(":", 1)[0]
+    print(f"stream_svc serving grpc={host}:{app.port} ws={ws_host}:{app.ws_port}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -11,10 +11,13 @@ from mockex.settings import env_int, env_str, redis_url
 class StreamConfig:
     redis_url: str
     grpc_address: str
+    ws_address: str
+    """WebSocket channels (SPEC section 4); Envoy routes `/ws/` on port 8080 here."""
     admin_key: str
     """Its holder authenticates as the admin user; empty: no admin key."""
     queue_size: int
-    """Engine batches buffered per subscriber; a subscriber with this many unread is cut off."""
+    """Engine batches buffered per subscriber (gRPC stream or WebSocket); a subscriber with this
+    many unread is cut off."""
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -25,6 +28,7 @@ class StreamConfig:
         return cls(
             redis_url=redis_url(),
             grpc_address=env_str("MOCKEX_STREAM_GRPC_ADDRESS", "127.0.0.1:50053"),
+            ws_address=env_str("MOCKEX_STREAM_WS_ADDRESS", "127.0.0.1:50055"),
             admin_key=env_str("MOCKEX_ADMIN_KEY", ""),
             queue_size=env_int("MOCKEX_STREAM_QUEUE_SIZE", 10_000),
         )

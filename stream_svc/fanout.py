@@ -1,9 +1,9 @@
 """The in-memory hub: every engine batch is turned into public messages once and handed to the
 subscribers that want them, each through its own bounded queue.
 
-No I/O here: the Redis reader (feed.py) calls `publish_batch`, the servicer reads subscriptions.
-A subscriber whose queue is full is dropped on the spot, so one slow client never holds back
-the reader or anybody else.
+No I/O here: the Redis reader (feed.py) calls `publish_batch`; the gRPC servicer and the
+WebSocket channels read subscriptions. A subscriber whose queue is full is dropped on the spot,
+so one slow client never holds back the reader or anybody else.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class CloseReason(enum.Enum):
 class Subscription(Generic[T]):
     """One client's buffer; an entry holds that client's messages from one engine batch."""
 
-    def __init__(self, topics: Iterable[str], queue_size: int) -> None:
-        self.topics = frozenset(topics)
+    def __init__(self, queue_size: int) -> None:
+        self.topics: set[str] = set()
+        """Changed through the hub only, which indexes subscriptions by topic."""
         self._queue: asyncio.Queue[tuple[T, ...]] = asyncio.Queue(queue_size)
         self.closed = asyncio.Event()
         self.close_reason: CloseReason | None = None
@@ -72,11 +73,12 @@ class FanoutHub:
     def __init__(self, queue_size: int) -> None:
         self.queue_size = queue_size
         self.tick_sizes: dict[str, float] = {}
+        self._subscriptions: set[Subscription[Any]] = set()
         self._subscribers: dict[str, set[Subscription[Any]]] = {}
 
     @property
     def subscriber_count(self) -> int:
-        return len({sub for subs in self._subscribers.values() for sub in subs})
+        return len(self._subscriptions)
 
     def tick_size(self, symbol: str) -> float:
         return self.tick_sizes.get(symbol, DEFAULT_TICK_SIZE)
@@ -94,8 +96,19 @@ class FanoutHub:
             if event.sequence and event.symbol not in self.tick_sizes and event.symbol not in added
         }
 
-    def subscribe_market(self, symbols: Iterable[str]) -> Subscription[MarketMessage]:
+    def subscribe_market(self, symbols: Iterable[str] = ()) -> Subscription[MarketMessage]:
         return self._subscribe([market_topic(symbol) for symbol in symbols])
+
+    def add_market_symbols(
+        self, subscription: Subscription[MarketMessage], symbols: Iterable[str]
+    ) -> None:
+        """From the next batch on; nothing for a subscription already closed or unsubscribed."""
+        self._add_topics(subscription, [market_topic(symbol) for symbol in symbols])
+
+    def remove_market_symbols(
+        self, subscription: Subscription[MarketMessage], symbols: Iterable[str]
+    ) -> None:
+        self._remove_topics(subscription, [market_topic(symbol) for symbol in symbols])
 
     def subscribe_orders(
         self, user_id: str
@@ -106,21 +119,33 @@ class FanoutHub:
         return self._subscribe([EXCHANGE_TOPIC])
 
     def _subscribe(self, topics: list[str]) -> Subscription[Any]:
-        subscription: Subscription[Any] = Subscription(topics, self.queue_size)
-        for topic in subscription.topics:
-            self._subscribers.setdefault(topic, set()).add(subscription)
+        subscription: Subscription[Any] = Subscription(self.queue_size)
+        self._subscriptions.add(subscription)
+        self._add_topics(subscription, topics)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription[Any]) -> None:
-        for topic in subscription.topics:
+    def _add_topics(self, subscription: Subscription[Any], topics: Iterable[str]) -> None:
+        if subscription not in self._subscriptions:
+            return
+        for topic in topics:
+            subscription.topics.add(topic)
+            self._subscribers.setdefault(topic, set()).add(subscription)
+
+    def _remove_topics(self, subscription: Subscription[Any], topics: Iterable[str]) -> None:
+        for topic in topics:
+            subscription.topics.discard(topic)
             subscribers = self._subscribers.get(topic)
             if subscribers is not None:
                 subscribers.discard(subscription)
                 if not subscribers:
                     del self._subscribers[topic]
 
+    def unsubscribe(self, subscription: Subscription[Any]) -> None:
+        self._subscriptions.discard(subscription)
+        self._remove_topics(subscription, list(subscription.topics))
+
     def close_all(self, reason: CloseReason) -> None:
-        for subscription in {sub for subs in self._subscribers.values() for sub in subs}:
+        for subscription in list(self._subscriptions):
             self._close(subscription, reason)
 
     def publish_batch(self, batch: engine_pb2.EngineBatch) -> None:

@@ -7,7 +7,7 @@ that stops reading blocks that write, and the hub's cut-off must still end the c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any
 
 import grpc
@@ -17,8 +17,7 @@ from redis.exceptions import RedisError
 from exchange.v1 import streams_pb2, streams_pb2_grpc
 from mockex.auth import ApiKeyAuthenticator, api_key_from_metadata
 from stream_svc.fanout import CloseReason, FanoutHub, Subscription
-from stream_svc.feed import load_tick_sizes, read_books
-from stream_svc.messages import MarketMessage, book_snapshot
+from stream_svc.marketdata import MarketDataView, unknown_symbols
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -38,7 +37,7 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "symbols: name at least one symbol"
             )
         try:
-            unknown = await self._unknown_symbols(symbols)
+            unknown = await unknown_symbols(self._hub, self._redis, symbols)
         except RedisError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"symbols unavailable: {exc}")
         if unknown:
@@ -46,22 +45,8 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"symbols: unknown symbol {', '.join(repr(symbol) for symbol in unknown)}",
             )
-        # Subscribe before reading the snapshots: whatever happens in between is buffered.
-        subscription = self._hub.subscribe_market(symbols)
-        await self._serve(subscription, self._write_market(subscription, symbols, context), context)
-
-    async def _write_market(
-        self, subscription: Subscription[MarketMessage], symbols: list[str], context: Context
-    ) -> None:
-        """Snapshots first; then only what each snapshot does not already hold."""
-        snapshot_sequences = {}
-        for book in await read_books(self._redis, symbols):
-            snapshot_sequences[book.symbol] = book.sequence
-            await context.write(book_snapshot(book))
-        while True:
-            for message in await subscription.get():
-                if message.sequence > snapshot_sequences[message.symbol]:
-                    await context.write(message.response)
+        view = MarketDataView(self._hub, self._redis)
+        await self._serve(view.subscription, _write_market(view, symbols, context), context)
 
     async def StreamOrderUpdates(
         self, request: streams_pb2.StreamOrderUpdatesRequest, context: Context
@@ -83,13 +68,6 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
     ) -> None:
         subscription = self._hub.subscribe_exchange()
         await self._serve(subscription, _write_all(subscription, context), context)
-
-    async def _unknown_symbols(self, symbols: Sequence[str]) -> list[str]:
-        """Symbols listed in neither memory nor Redis (re-read once: it may be a new symbol)."""
-        if all(symbol in self._hub.tick_sizes for symbol in symbols):
-            return []
-        self._hub.tick_sizes.update(await load_tick_sizes(self._redis))
-        return [symbol for symbol in symbols if symbol not in self._hub.tick_sizes]
 
     async def _serve(
         self,
@@ -128,6 +106,15 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
                 "the exchange's event feed was interrupted; subscribe again",
             )
         return grpc.StatusCode.UNAVAILABLE, "the stream service is shutting down"
+
+
+async def _write_market(view: MarketDataView, symbols: list[str], context: Context) -> None:
+    """Snapshots first; then only what each snapshot does not already hold."""
+    for snapshot in await view.subscribe(symbols):
+        await context.write(snapshot)
+    while True:
+        for update in await view.next_updates():
+            await context.write(update)
 
 
 async def _write_all(subscription: Subscription[Any], context: Context) -> None:

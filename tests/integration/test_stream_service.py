@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,69 +14,26 @@ from redis.asyncio import Redis
 
 from exchange.v1 import engine_pb2, streams_pb2, streams_pb2_grpc, types_pb2
 from mockex import names, processes
-from mockex.auth import hash_api_key
 from stream_svc.app import StreamApp
-from stream_svc.config import StreamConfig
 from stream_svc.feed import publish_exchange_event
+from tests.integration.stream_feed import (
+    KEYS,
+    NOW,
+    QUEUE_SIZE,
+    event,
+    level,
+    order,
+    publish,
+    start_stream_app,
+    until,
+)
 
 pytestmark = pytest.mark.integration
-
-NOW = 1_700_000_000_000_000_000
-ADMIN_KEY = "mx_admin_test_key"
-KEYS = {"alice": "mx_alice_key", "bob": "mx_bob_key"}
-QUEUE_SIZE = 16
-_command_ids = itertools.count(1)
-
-
-def event(symbol: str, sequence: int, **payload: object) -> engine_pb2.EngineEvent:
-    return engine_pb2.EngineEvent(symbol=symbol, sequence=sequence, timestamp_ns=NOW, **payload)
-
-
-def level(symbol: str, sequence: int, side: int = types_pb2.BUY, price_ticks: int = 10000,
-          quantity: int = 5) -> engine_pb2.EngineEvent:
-    return event(symbol, sequence, book_level_changed=engine_pb2.BookLevelChanged(
-        side=side, price_ticks=price_ticks, quantity=quantity, order_count=1 if quantity else 0))
-
-
-def order(user_id: str, order_id: str, status: int, filled: int = 0) -> engine_pb2.OrderState:
-    return engine_pb2.OrderState(
-        order_id=order_id, user_id=user_id, symbol="ACME", side=types_pb2.BUY,
-        type=types_pb2.LIMIT, time_in_force=types_pb2.GFD, price_ticks=10000, quantity=10,
-        filled_quantity=filled, filled_notional_ticks=filled * 10000, status=status,
-    )
-
-
-async def publish(redis: Redis, *events: engine_pb2.EngineEvent, **command: object) -> None:
-    batch = engine_pb2.EngineBatch(
-        command=engine_pb2.EngineCommand(
-            command_id=f"c-{next(_command_ids)}", timestamp_ns=NOW, **command
-        ),
-        events=events,
-    )
-    await redis.publish(names.EVENTS_CHANNEL, batch.SerializeToString())
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for `condition`, polling; fail after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
 async def stream_app(redis_url: str, redis: Redis) -> AsyncIterator[StreamApp]:
-    await redis.hset(names.SYMBOLS_KEY, mapping={
-        symbol: types_pb2.SymbolInfo(symbol=symbol, tick_size=tick, lot_size=1).SerializeToString()
-        for symbol, tick in (("ACME", 0.01), ("GLOBX", 0.05))
-    })
-    await redis.hset(names.USERS_KEY, mapping={
-        hash_api_key(key): engine_pb2.UserRecord(
-            user_id=user_id, api_key_sha256=hash_api_key(key)).SerializeToString()
-        for user_id, key in KEYS.items()
-    })
-    app = StreamApp(StreamConfig(redis_url=redis_url, grpc_address="127.0.0.1:0",
-                                 admin_key=ADMIN_KEY, queue_size=QUEUE_SIZE))
-    await app.start()
+    app = await start_stream_app(redis_url, redis)
     yield app
     await app.stop(grace=0)
 
@@ -359,12 +315,13 @@ async def test_health_and_reflection_answer(channel: grpc.aio.Channel) -> None:
 
 
 def test_the_process_serves_until_sigterm(redis_url: str, tmp_path: Path) -> None:
-    port = processes.free_port()
-    env = {"MOCKEX_REDIS_URL": redis_url, "MOCKEX_STREAM_GRPC_ADDRESS": f"127.0.0.1:{port}"}
+    port, ws_port = processes.free_port(), processes.free_port()
+    env = {"MOCKEX_REDIS_URL": redis_url, "MOCKEX_STREAM_GRPC_ADDRESS": f"127.0.0.1:{port}",
+           "MOCKEX_STREAM_WS_ADDRESS": f"127.0.0.1:{ws_port}"}
     service = processes.python_service("stream_svc", "stream_svc", env, tmp_path)
     try:
         service.wait_for_port(port, 30)
     finally:
         service.stop()
     assert service.process is not None and service.process.returncode == 0, service.tail()
-    assert f"stream_svc serving grpc=127.0.0.1:{port}" in service.tail()
+    assert f"stream_svc serving grpc=127.0.0.1:{port} ws=127.0.0.1:{ws_port}" in service.tail()

@@ -134,3 +134,26 @@ def test_unknown_symbols_count_sequenced_events_only() -> None:
     assert fanout.unknown_symbols(batch(rejected, level("ACME", 1))) == set()
     assert fanout.unknown_symbols(batch(level("LATE", 1))) == {"LATE"}
 
+
+
+def test_market_symbols_come_and_go_on_a_live_subscription() -> None:
+    fanout = hub()
+    subscription = fanout.subscribe_market()
+    fanout.add_market_symbols(subscription, ["ACME", "GLOBX"])
+    fanout.remove_market_symbols(subscription, ["ACME"])
+
+    fanout.publish_batch(batch(level("ACME", 1), level("GLOBX", 1)))
+
+    assert [[m.symbol for m in entry] for entry in pending(subscription)] == [["GLOBX"]]
+    assert fanout.subscriber_count == 1
+
+
+def test_a_closed_subscription_takes_no_new_symbols() -> None:
+    fanout = hub()
+    subscription = fanout.subscribe_market(["ACME"])
+    fanout.close_all(CloseReason.SHUTTING_DOWN)
+    fanout.add_market_symbols(subscription, ["GLOBX"])
+
+    fanout.publish_batch(batch(level("GLOBX", 1)))
+
+    assert pending(subscription) == [] and fanout.subscriber_count == 0
