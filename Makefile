@@ -12,8 +12,8 @@ PYTEST_ARGS ?=
 # Order-flow CSV for `make bench-engine` (format: SPEC.md section 6).
 FLOW ?=
 
-.PHONY: help setup setup-python setup-node setup-redis setup-kafka setup-postgres proto lint breaking test \
-	bench-engine require-flow bench run clean
+.PHONY: help setup setup-python setup-node setup-redis setup-kafka setup-postgres proto lint envoy-validate \
+	breaking test bench-engine require-flow bench run clean
 
 help: ## list the targets
 	@echo "Mockex make targets:"
@@ -45,11 +45,18 @@ setup-kafka: ## Apache Kafka broker jars, from Maven Central, into var/kafka/lib
 proto: setup-python ## generate Python into build/gen and build/proto/exchange.pb from proto/
 	@scripts/build-protos.sh
 
-lint: proto setup-node ## ruff check and buf lint
+lint: proto setup-node envoy-validate ## ruff check, buf lint and the Envoy config check
 	@echo "==> ruff check"
 	@.venv/bin/ruff check .
 	@echo "==> buf lint"
 	@$(BUF) lint
+
+# The edge's config is a template (mockex/edge.py renders it); check what `make run` would start.
+envoy-validate: proto ## render envoy/envoy.yaml into build/edge and run envoy --mode validate on it
+	@echo "==> envoy --mode validate (build/edge/envoy.yaml)"
+	@$(PY) -m mockex.edge --out build/edge >/dev/null
+	@.venv/bin/envoy --mode validate --config-path build/edge/envoy.yaml \
+		--disable-hot-restart --log-level warn
 
 breaking: proto setup-node ## buf breaking: proto/ against the main branch
 	@scripts/buf-breaking.sh main

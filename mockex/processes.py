@@ -14,8 +14,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+from mockex import edge
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,3 +188,37 @@ def python_service(name: str, module: str, env: dict[str, str], log_dir: Path) -
     """One of our services, `python -m module`, with its settings in `env`."""
     argv = [sys.executable, "-u", "-m", module]
     return ManagedProcess(name, argv, log_dir / f"{name}.log", env=env).start()
+
+
+def start_envoy(config: edge.EdgeConfig, data_dir: Path, timeout: float = 30) -> ManagedProcess:
+    """The participant edge: Envoy with envoy/envoy.yaml rendered into data_dir/edge.
+
+    Ready when its admin interface says the server is LIVE, i.e. the listener is bound.
+    """
+    config_path = edge.write(config, data_dir / "edge")
+    argv = [
+        str(edge.envoy_binary()),
+        "--config-path",
+        str(config_path),
+        # Several Envoys on one machine (make run, test modules): no shared-memory hot restart.
+        "--disable-hot-restart",
+        "--concurrency",
+        str(config.workers),
+        "--log-level",
+        "warn",
+    ]
+    process = ManagedProcess("edge", argv, data_dir / "logs" / "edge.log").start()
+    deadline = time.monotonic() + timeout
+    ready_url = f"http://127.0.0.1:{config.admin_port}/ready"
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise RuntimeError(f"edge exited; see {process.log_path}:\n{process.tail()}")
+        try:
+            with urllib.request.urlopen(ready_url, timeout=1) as answer:
+                if answer.status == 200 and port_open(config.port):
+                    return process
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    process.stop()
+    raise TimeoutError(f"edge not ready on {config.port} after {timeout}s:\n{process.tail()}")

@@ -73,14 +73,18 @@ def main() -> None:
         for name in ("engine", "store", "stream", "gateway"):
             print(f"==> starting {name}_svc", flush=True)
             stack.start_service(name)
+        print("==> starting the edge (Envoy)", flush=True)
+        stack.start_edge()
         list_default_symbols(ports.gateway, key)
         print(
             f"""
 Mockex is up ({time.monotonic() - started:.1f}s).
+  REST/gRPC-Web: http://localhost:{ports.edge}
   gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}
   admin key (x-api-key):               {key}
   Redis {stack.redis_url}   Kafka {stack.kafka_bootstrap}   data {VAR_DIR}
-  try: grpcurl -plaintext -H 'x-api-key: {key}' 127.0.0.1:{ports.gateway} list
+  try: curl -H 'X-API-Key: {key}' http://localhost:{ports.edge}/market/symbols
+       grpcurl -plaintext -H 'x-api-key: {key}' 127.0.0.1:{ports.gateway} list
 Ctrl-C stops everything.
 """,
             flush=True,

@@ -7,14 +7,15 @@ ports, temporary directories), so what the tests start is what participants get.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from mockex import names, processes
+from mockex import edge, names, processes
 
 SERVICES = ("engine", "store", "stream", "gateway")
 
@@ -28,10 +29,18 @@ class StackPorts:
     engine: int = 50052
     stream: int = 50053
     store: int = 50054
+    edge: int = 8080
+    """Envoy: REST/JSON, gRPC-Web and /ws/ for participants (SPEC.md section 3)."""
+    edge_admin: int = 9901
+    """Envoy's admin interface (stats, /ready), loopback only."""
+    stream_ws: int = 50055
+    """stream_svc's WebSocket server, behind the edge's /ws/ paths."""
+    web: int = 50056
+    """The web terminal's static files, behind the edge's / and /assets/."""
 
     @classmethod
     def free(cls) -> StackPorts:
-        return cls(*(processes.free_port() for _ in range(7)))
+        return cls(**{port.name: processes.free_port() for port in fields(cls)})
 
 
 @dataclass
@@ -75,6 +84,7 @@ class ExchangeStack:
             "MOCKEX_STORE_GRPC_ADDRESS": f"127.0.0.1:{ports.store}",
             "MOCKEX_STREAM_ADDRESS": f"127.0.0.1:{ports.stream}",
             "MOCKEX_STORE_ADDRESS": f"127.0.0.1:{ports.store}",
+            "MOCKEX_STREAM_WS_ADDRESS": f"127.0.0.1:{ports.stream_ws}",
             **self.extra_env,
         }
 
@@ -99,9 +109,30 @@ class ExchangeStack:
         wait_serving(process, getattr(self.ports, name), timeout)
         return process
 
+    def edge_config(self) -> edge.EdgeConfig:
+        env = {**os.environ, **self.service_env()}  # what the gateway process sees
+        engine_timeout = float(env.get("MOCKEX_ENGINE_TIMEOUT_SECONDS") or 5)
+        return edge.EdgeConfig(
+            port=self.ports.edge,
+            admin_port=self.ports.edge_admin,
+            gateway_port=self.ports.gateway,
+            stream_ws_port=self.ports.stream_ws,
+            web_port=self.ports.web,
+            # Longer than the gateway waits for the engine, so its answer (with the orderId)
+            # reaches the client rather than Envoy's own timeout.
+            upstream_timeout_seconds=max(15.0, engine_timeout + 10),
+        )
+
+    def start_edge(self, timeout: float = 30) -> processes.ManagedProcess:
+        """Envoy in front of the gateway; after the gateway, so its first requests find it."""
+        process = processes.start_envoy(self.edge_config(), self.data_dir, timeout)
+        self.processes["edge"] = process
+        return process
+
     def start_services(self) -> None:
         for name in SERVICES:
             self.start_service(name)
+        self.start_edge()
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):

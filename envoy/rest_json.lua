@@ -1,0 +1,106 @@
+-- Mockex edge: what Envoy's grpc_json_transcoder does not do for REST/JSON, in one Lua filter that
+-- runs before it (see envoy/envoy.yaml). A template: mockex/edge.py fills in the tables from the
+-- google.api.http annotations of proto/ and writes the result next to the rendered envoy.yaml.
+--
+-- 1. Unknown JSON body fields. The transcoder drops them silently (envoy#46623), so
+--    {"symbol":"ACME","qty":5} would become an order for 0. A body that names a field its request
+--    message does not have is refused here with 400, naming the field.
+-- 2. response_body. The transcoder refuses it for non-HttpBody fields (envoy#11136); the edge
+--    strips it from the descriptor set and lifts the field out of the answer here:
+--    {"order":{...}} -> {...}. The gRPC method is marked by a filter after the transcoder.
+
+-- "METHOD /path" of every rule with a body -> {field name = true} (JSON and proto names).
+local BODY_FIELDS = {${body_fields}}
+
+-- The top-level keys of a JSON object, or nil when the text is not an object. Strings are skipped
+-- whole (escapes included); malformed JSON is left for the transcoder to refuse.
+local function top_level_keys(json)
+  local start = json:find("%S")
+  if start == nil or json:sub(start, start) ~= "{" then
+    return nil
+  end
+  local keys = {}
+  local depth = 0
+  local expect_key = false
+  local i = start
+  while true do
+    i = json:find('[{}%[%],"]', i)
+    if i == nil then
+      return keys
+    end
+    local c = json:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while true do
+        j = json:find('["\\]', j)
+        if j == nil then
+          return keys
+        end
+        if json:sub(j, j) == "\\" then
+          j = j + 2
+        else
+          break
+        end
+      end
+      if expect_key then
+        keys[#keys + 1] = json:sub(i + 1, j - 1)
+        expect_key = false
+      end
+      i = j + 1
+    else
+      if c == "{" or c == "[" then
+        depth = depth + 1
+      elseif c == "}" or c == "]" then
+        depth = depth - 1
+      end
+      expect_key = depth == 1 and (c == "," or (c == "{" and i == start))
+      i = i + 1
+    end
+  end
+end
+
+function envoy_on_request(request_handle)
+  -- Read every header first: the headers object is gone once body() has waited for the body.
+  local headers = request_handle:headers()
+  local rule = (headers:get(":method") or "") .. " " .. (headers:get(":path") or "")
+  local query = rule:find("?", 1, true)
+  if query ~= nil then
+    rule = rule:sub(1, query - 1)
+  end
+  local known = BODY_FIELDS[rule]
+  local content_type = headers:get("content-type") or ""
+  if known == nil or content_type:sub(1, 16) == "application/grpc" then
+    return
+  end
+  local body = request_handle:body()
+  if body == nil then
+    return
+  end
+  local keys = top_level_keys(body:getBytes(0, body:length()))
+  for _, key in ipairs(keys or {}) do
+    if not known[key] then
+      request_handle:respond(
+        {[":status"] = "400"},
+        "unknown field \"" .. key .. "\" in the body of " .. rule
+      )
+      return
+    end
+  end
+end
+
+function envoy_on_response(response_handle)
+  local marked = response_handle:streamInfo():dynamicMetadata():get("mockex.edge")
+  if marked == nil or marked["response_body"] == nil then
+    return
+  end
+  local headers = response_handle:headers()
+  if headers:get(":status") ~= "200" or headers:get("content-type") ~= "application/json" then
+    return
+  end
+  local body = response_handle:body()
+  local json = body:getBytes(0, body:length())
+  local prefix = '{"' .. marked["response_body"] .. '":'
+  if json:sub(1, #prefix) == prefix and json:sub(-1) == "}" then
+    body:setBytes(json:sub(#prefix + 1, -2))
+  end
+end

