@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,25 +60,19 @@ async def topics(kafka_bootstrap: str) -> dict[str, str]:
     return names
 
 
-@pytest.fixture(scope="module")
-def exchange_stack(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ExchangeStack]:
-    """The services as real processes, with a Redis of their own and topics of their own on the
-    shared broker; one per test module."""
+@contextmanager
+def running_stack(kafka_bootstrap: str, data_dir: Path, extra_env: dict[str, str]
+                  ) -> Iterator[ExchangeStack]:
+    """The services and Envoy as real processes, with a Redis of their own and topics of their
+    own on the shared broker; stopped by pid at the end."""
     ports = StackPorts.free()
     ports.kafka = int(kafka_bootstrap.rsplit(":", 1)[1])
     stack = ExchangeStack(
-        data_dir=tmp_path_factory.mktemp("stack"),
+        data_dir=data_dir,
         admin_key=ADMIN_KEY,
         ports=ports,
         topic_suffix=f".{uuid.uuid4().hex[:8]}",
-        extra_env={
-            "MOCKEX_ENGINE_TIMEOUT_SECONDS": "10",
-            "MOCKEX_RATE_LIMIT_PER_SECOND": str(RATE_LIMIT_PER_SECOND),
-            "MOCKEX_RATE_LIMIT_BURST": str(RATE_LIMIT_BURST),
-            "MOCKEX_MAX_OPEN_ORDERS": str(MAX_OPEN_ORDERS),
-        },
+        extra_env=extra_env,
     )
     try:
         stack.start_infrastructure(kafka=False)
@@ -85,3 +80,21 @@ def exchange_stack(
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def exchange_stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExchangeStack]:
+    """One running exchange per test module, with small limits that the tests exercise."""
+    with running_stack(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("stack"),
+        {
+            "MOCKEX_ENGINE_TIMEOUT_SECONDS": "10",
+            "MOCKEX_RATE_LIMIT_PER_SECOND": str(RATE_LIMIT_PER_SECOND),
+            "MOCKEX_RATE_LIMIT_BURST": str(RATE_LIMIT_BURST),
+            "MOCKEX_MAX_OPEN_ORDERS": str(MAX_OPEN_ORDERS),
+        },
+    ) as stack:
+        yield stack

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import Iterator
 
 import grpc
@@ -21,8 +20,8 @@ from engine_svc.servicer import CommandHandler
 from engine_svc.views import account_view, book_view
 from exchange.v1 import accounts_pb2, engine_pb2, store_pb2, store_pb2_grpc, types_pb2
 from mockex import names
-from mockex.stack import ExchangeStack, StackPorts
-from tests.integration.conftest import ADMIN_KEY
+from mockex.stack import ExchangeStack
+from tests.integration.conftest import ADMIN_KEY, running_stack
 from tests.integration.exchange_client import Exchange, Participant, eventually
 from tests.integration.test_order_path import read_log
 
@@ -37,25 +36,16 @@ ORDER_EVENTS = ("order_accepted", "order_rejected", "order_filled", "order_cance
 def crash_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[ExchangeStack]:
     """Frequent snapshots so that recovery goes through snapshot + log replay, not log alone."""
-    ports = StackPorts.free()
-    ports.kafka = int(kafka_bootstrap.rsplit(":", 1)[1])
-    stack = ExchangeStack(
-        data_dir=tmp_path_factory.mktemp("crash"),
-        admin_key=ADMIN_KEY,
-        ports=ports,
-        topic_suffix=f".{uuid.uuid4().hex[:8]}",
-        extra_env={
+    with running_stack(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("crash"),
+        {
             "MOCKEX_SNAPSHOT_EVERY": "150",
             "MOCKEX_ENGINE_TIMEOUT_SECONDS": "4",
             "MOCKEX_RATE_LIMIT_PER_SECOND": "0",
         },
-    )
-    try:
-        stack.start_infrastructure(kafka=False)
-        stack.start_services()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 class FlowRecorder:

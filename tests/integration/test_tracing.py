@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from mockex.stack import ExchangeStack, StackPorts
-from tests.integration.conftest import ADMIN_KEY
+from mockex.stack import ExchangeStack
+from tests.integration.conftest import ADMIN_KEY, running_stack
 from tests.integration.exchange_client import Exchange, eventually
 
 pytestmark = pytest.mark.integration
@@ -21,21 +20,12 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def traced_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[ExchangeStack]:
-    ports = StackPorts.free()
-    ports.kafka = int(kafka_bootstrap.rsplit(":", 1)[1])
-    stack = ExchangeStack(
-        data_dir=tmp_path_factory.mktemp("traced"),
-        admin_key=ADMIN_KEY,
-        ports=ports,
-        topic_suffix=f".{uuid.uuid4().hex[:8]}",
-        extra_env={"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "100"},
-    )
-    try:
-        stack.start_infrastructure(kafka=False)
-        stack.start_services()
+    with running_stack(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("traced"),
+        {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "100"},
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def exported_spans(log_path: Path) -> list[dict]:
