@@ -12,15 +12,18 @@ PYTEST_ARGS ?=
 # Order-flow CSV for `make bench-engine` (format: SPEC.md section 6).
 FLOW ?=
 
-.PHONY: help setup setup-python setup-node setup-redis setup-kafka setup-postgres proto lint envoy-validate \
-	breaking test bench-engine require-flow bench run clean
+.PHONY: help setup setup-python setup-node setup-redis setup-kafka setup-postgres setup-chromium proto lint \
+	envoy-validate breaking test bench-engine require-flow bench run clean
 
 help: ## list the targets
 	@echo "Mockex make targets:"
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' \
 		$(MAKEFILE_LIST)
 
-setup: setup-python setup-node setup-redis setup-kafka setup-postgres ## install everything: .venv, buf, Redis, Kafka, PostgreSQL
+setup: setup-python setup-node setup-redis setup-kafka setup-postgres setup-chromium ## install everything: .venv, buf, Redis, Kafka, PostgreSQL, Chromium
+
+setup-chromium: ## Chromium (Debian's packages) for the web terminal's browser test
+	@scripts/install-chromium.sh
 
 setup-postgres: ## PostgreSQL server binaries (Debian packages) for store_svc's PostgreSQL tests
 	@scripts/install-postgres.sh

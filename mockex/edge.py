@@ -30,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
 LUA_TEMPLATE_PATH = REPO_ROOT / "envoy" / "rest_json.lua"
 DESCRIPTOR_SET = REPO_ROOT / "build" / "proto" / "exchange.pb"
+WEB_PAGE = REPO_ROOT / "web" / "index.html"
 DESCRIPTOR_FILE = "exchange-edge.pb"
 LUA_FILE = "rest_json.lua"
 
@@ -62,6 +63,9 @@ LOCAL_REPLY_CODES = {
 }
 """HTTP status of a reply Envoy makes itself -> the gRPC code number put in its JSON body."""
 
+WEB_PAGE_PATH_REGEX = r"^/(index\.html)?(\?.*)?$"
+"""The :path of the web terminal's routes (`/`, `/index.html`, with or without a query)."""
+
 
 def _origins_from_env() -> tuple[str, ...]:
     raw = env_str("MOCKEX_EDGE_CORS_ORIGINS", "")
@@ -75,8 +79,11 @@ class EdgeConfig:
     gateway_port: int = 50051
     stream_ws_port: int = 50055
     """stream_svc's WebSocket server, for /ws/... paths."""
-    web_port: int = 50056
-    """Whoever serves the web terminal's static files, for / and /assets/..."""
+    web_page: Path = WEB_PAGE
+    """The web terminal, answered by Envoy itself at / and /index.html (read at start-up)."""
+    max_page_bytes: int = 256 * 1024
+    """Envoy's cap on a direct response body (max_direct_response_body_size_bytes; its default
+    is 4 KiB); rendering refuses a web_page larger than this."""
     listen_address: str = "0.0.0.0"
     descriptor_set: Path = DESCRIPTOR_SET
     """Built by `make proto`; the edge writes its own copy next to the rendered config."""
@@ -190,6 +197,13 @@ def render_lua(mapping: RestMapping) -> str:
 def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
     """envoy.yaml for `config`; it reads the descriptor set and the Lua file from `directory`."""
     origins = dict.fromkeys(config.own_origins() + config.cors_origins)
+    web_page = config.web_page.resolve()
+    page_bytes = web_page.stat().st_size
+    if page_bytes > config.max_page_bytes:
+        raise ValueError(
+            f"{web_page} is {page_bytes} bytes, over max_page_bytes={config.max_page_bytes} "
+            "(Envoy would refuse the config)"
+        )
     upstream_timeout = f"{config.upstream_timeout_seconds:g}s"
     unary_routes = [
         {
@@ -198,7 +212,41 @@ def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
         }
         for service in UNARY_SERVICES
     ]
-    mappers = [
+    # Envoy's direct response is a local reply too, so local_reply_config would wrap the web
+    # terminal's page in the JSON error body. This mapper, first, keeps it as it is, as HTML:
+    # the body format's content type is what Envoy sends (a route header cannot override it).
+    web_page_mapper = {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    {
+                        "status_code_filter": {
+                            "comparison": {
+                                "op": "EQ",
+                                "value": {
+                                    "default_value": 200,
+                                    "runtime_key": "mockex.edge.local_reply_200",
+                                },
+                            }
+                        }
+                    },
+                    {
+                        "header_filter": {
+                            "header": {
+                                "name": ":path",
+                                "string_match": {"safe_regex": {"regex": WEB_PAGE_PATH_REGEX}},
+                            }
+                        }
+                    },
+                ]
+            }
+        },
+        "body_format_override": {
+            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+            "content_type": "text/html; charset=utf-8",
+        },
+    }
+    mappers = [web_page_mapper] + [
         {
             "filter": {
                 "status_code_filter": {
@@ -222,7 +270,8 @@ def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
         "listen_address": config.listen_address,
         "gateway_port": config.gateway_port,
         "stream_ws_port": config.stream_ws_port,
-        "web_port": config.web_port,
+        "web_page": json.dumps(str(web_page)),
+        "max_page_bytes": config.max_page_bytes,
         "descriptor_set": json.dumps(str(directory / DESCRIPTOR_FILE)),
         "rest_json_lua": json.dumps(str(directory / LUA_FILE)),
         "response_body_fields": _lua_table(

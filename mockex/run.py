@@ -80,6 +80,7 @@ def main() -> None:
             f"""
 Mockex is up ({time.monotonic() - started:.1f}s).
   REST/gRPC-Web: http://localhost:{ports.edge}
+  web terminal:  http://localhost:{ports.edge}/
   gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}
   admin key (x-api-key):               {key}
   Redis {stack.redis_url}   Kafka {stack.kafka_bootstrap}   data {VAR_DIR}

@@ -35,8 +35,6 @@ class StackPorts:
     """Envoy's admin interface (stats, /ready), loopback only."""
     stream_ws: int = 50055
     """stream_svc's WebSocket server, behind the edge's /ws/ paths."""
-    web: int = 50056
-    """The web terminal's static files, behind the edge's / and /assets/."""
 
     @classmethod
     def free(cls) -> StackPorts:
@@ -117,7 +115,6 @@ class ExchangeStack:
             admin_port=self.ports.edge_admin,
             gateway_port=self.ports.gateway,
             stream_ws_port=self.ports.stream_ws,
-            web_port=self.ports.web,
             # Longer than the gateway waits for the engine, so its answer (with the orderId)
             # reaches the client rather than Envoy's own timeout.
             upstream_timeout_seconds=max(15.0, engine_timeout + 10),

@@ -518,9 +518,9 @@ def test_unknown_query_parameter_on_a_get_is_400(rest: Edge) -> None:
     assert_error(rest.call("GET", f"/market/orderbook/{symbol}?depth=abc"), 400, 3, "depth")
 
 
-def test_an_upstream_that_is_down_is_503_json(rest: Edge, exchange_stack: ExchangeStack) -> None:
-    assert not processes.port_open(exchange_stack.ports.web)
-    assert_error(rest.call("GET", "/"), 503, 14)
+def test_an_upstream_that_is_down_is_503_json(stub_edge: Edge) -> None:
+    # Nothing listens on the stub edge's stream_ws port, the upstream of /ws/.
+    assert_error(stub_edge.call("GET", "/ws/marketdata"), 503, 14)
 
 
 # ---- Browsers: CORS, gRPC-Web, WebSocket ----
@@ -646,7 +646,6 @@ def stub_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         admin_port=processes.free_port(),
         gateway_port=stub_port,
         stream_ws_port=processes.free_port(),
-        web_port=processes.free_port(),
         upstream_timeout_seconds=2,
         workers=1,
     )
