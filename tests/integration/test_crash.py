@@ -8,7 +8,10 @@ exactly what the log says.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import re
+import signal
 from collections.abc import Iterator
 
 import grpc
@@ -244,3 +247,34 @@ async def test_store_killed_under_load_ends_equal_to_the_log(crash_stack: Exchan
         assert order.filled_quantity == state.filled_quantity
         assert len(order.fills) == len({fill.trade_id for fill in order.fills})
         assert {fill.trade_id for fill in order.fills} <= logged_trades
+
+
+async def test_engine_timeout_answers_with_the_order_id_and_the_order_is_processed_once_later(
+    crash_stack: ExchangeStack,
+) -> None:
+    engine = crash_stack.processes["engine"]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{crash_stack.ports.gateway}") as channel:
+        exchange = Exchange(channel, ADMIN_KEY)
+        symbol = await exchange.add_symbol()
+        trader = await exchange.participant()
+        os.kill(engine.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as timed_out:
+                await trader.place(symbol, "BUY", 3, 10.0)
+        finally:
+            os.kill(engine.pid, signal.SIGCONT)
+        assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        order_id = re.search(r"orderId (\w+)", timed_out.value.details()).group(1)
+
+        order = await eventually(lambda: trader.get(order_id), what=f"order {order_id}")
+        assert order.status == types_pb2.NEW
+        assert order.quantity == 3
+    await wait_engine_drained(crash_stack)
+    accepted = [
+        event
+        for batch in await read_log(crash_stack)
+        for event in batch.events
+        if event.WhichOneof("event") == "order_accepted"
+        and event.order_accepted.order.order_id == order_id
+    ]
+    assert len(accepted) == 1
