@@ -45,7 +45,8 @@ class EngineApp:
             bootstrap_servers=config.kafka_bootstrap,
             acks="all",
             enable_idempotence=True,
-            linger_ms=1,
+            # A round sends all its batches before it waits, so lingering only adds latency.
+            linger_ms=0,
             max_batch_size=1024 * 1024,
             max_request_size=8 * 1024 * 1024,
         )

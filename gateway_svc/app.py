@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import grpc
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from exchange.v1 import (
     accounts_pb2_grpc,
@@ -34,7 +34,13 @@ class GatewayApp:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         setup_tracing("gateway_svc")
-        self.redis = Redis.from_url(config.redis_url)
+        # Requests wait for a free connection instead of failing with "Too many connections"
+        # when a backlog forms (the default pool raises at 100).
+        self.redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                config.redis_url, max_connections=256, timeout=config.engine_timeout_seconds
+            )
+        )
         self.engine = EngineClient(self.redis, config.commands_stream, config.gateway_id)
         self.store_channel = grpc.aio.insecure_channel(config.store_address)
         self.stream_channel = grpc.aio.insecure_channel(config.stream_address)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from redis.asyncio import Redis
 
@@ -21,6 +22,7 @@ from mockex.telemetry import inject_context
 log = logging.getLogger("gateway_svc.engine_client")
 
 COMMAND_FIELD = "command"
+QUEUE_LENGTH_EVERY_SECONDS = 0.1
 
 
 class EngineTimeout(Exception):
@@ -35,6 +37,8 @@ class EngineClient:
         self._waiting: dict[str, asyncio.Future[engine_pb2.EngineBatch]] = {}
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self._reader: asyncio.Task | None = None
+        self._queue_length = 0
+        self._queue_length_read_at = float("-inf")
 
     async def start(self) -> None:
         await self._pubsub.subscribe(self._reply_channel)
@@ -48,7 +52,13 @@ class EngineClient:
         await self._pubsub.aclose()
 
     async def queue_length(self) -> int:
-        return await self._redis.xlen(self._stream)
+        """The engine's backlog, read at most every QUEUE_LENGTH_EVERY_SECONDS (a load check,
+        not an exact figure: one Redis round trip less per order)."""
+        now = time.monotonic()
+        if now >= self._queue_length_read_at + QUEUE_LENGTH_EVERY_SECONDS:
+            self._queue_length = await self._redis.xlen(self._stream)
+            self._queue_length_read_at = now
+        return self._queue_length
 
     async def execute(
         self, command: engine_pb2.EngineCommand, timeout: float

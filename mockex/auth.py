@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -36,11 +37,18 @@ class Caller:
 
 
 class ApiKeyAuthenticator:
-    """Resolves an API key to its user; the admin key is checked without touching Redis."""
+    """Resolves an API key to its user; the admin key is checked without touching Redis.
 
-    def __init__(self, redis: Redis, admin_key: str) -> None:
+    Known keys are remembered for `cache_seconds` (one Redis round trip less per request, the
+    gateway's largest cost per order); unknown keys are always looked up again, so a user created
+    a moment ago is recognised at once.
+    """
+
+    def __init__(self, redis: Redis, admin_key: str, cache_seconds: float = 5.0) -> None:
         self._redis = redis
         self._admin_key_hash = hash_api_key(admin_key) if admin_key else ""
+        self._cache_seconds = cache_seconds
+        self._known: dict[str, tuple[Caller, float]] = {}
 
     async def caller(self, api_key: str | None) -> Caller | None:
         if not api_key:
@@ -48,6 +56,10 @@ class ApiKeyAuthenticator:
         key_hash = hash_api_key(api_key)
         if self._admin_key_hash and hmac.compare_digest(key_hash, self._admin_key_hash):
             return Caller(ADMIN_USER_ID, True)
+        now = time.monotonic()
+        known = self._known.get(key_hash)
+        if known is not None and known[1] > now:
+            return known[0]
         raw = await self._redis.hget(names.USERS_KEY, key_hash)
         if raw is None:
             return None
@@ -55,7 +67,11 @@ class ApiKeyAuthenticator:
         # The hash lookup already matched; compare again in constant time against the record.
         if not hmac.compare_digest(record.api_key_sha256, key_hash):
             return None
-        return Caller(record.user_id, record.admin)
+        caller = Caller(record.user_id, record.admin)
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[key_hash] = (caller, now + self._cache_seconds)
+        return caller
 
 
 def api_key_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
