@@ -1,12 +1,16 @@
-"""Every benchmark `make bench` runs: the matching engine against the plain baseline.
+"""Every benchmark `make bench` runs: the matching engine against the plain baseline, then the
+exchange end to end (`bench.e2e_bench`).
 
-Generates the seeded flow (reused while its stamp matches), runs `bench.engine_bench` for the
-engine and for the baseline in fresh processes, alternating, several rounds each; checks that
-both report the same trades, traded quantity and final best bid/ask (exit 1 if not); profiles the
-engine once; and rewrites its own section of BENCHMARKS.md (between the engine-bench markers),
-leaving the rest of the file alone.
+Engine: generates the seeded flow (reused while its stamp matches), runs `bench.engine_bench`
+for the engine and for the baseline in fresh processes, alternating, several rounds each; checks
+that both report the same trades, traded quantity and final best bid/ask (exit 1 if not);
+profiles the engine once; and rewrites its own section of BENCHMARKS.md (between the
+engine-bench markers), leaving the rest of the file alone. End to end: runs
+`python -m bench.e2e_bench` (its own stack, open-loop gRPC clients stepping through offered
+rates; about 3 minutes), which rewrites its own section (between the e2e-bench markers).
 
     python -m bench.run_all [--messages 1000000] [--seed 42] [--rounds 3]
+                            [--only engine|e2e] [--e2e-args "--rates 500,1000 --seconds 5"]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -343,18 +348,24 @@ def render_section(
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str, path: Path = BENCHMARKS) -> None:
-    """Replace this benchmark's section of the file, or add it; the rest stays as it is."""
+def write_section(
+    section: str,
+    path: Path = BENCHMARKS,
+    start_marker: str = START_MARKER,
+    end_marker: str = END_MARKER,
+) -> None:
+    """Replace one benchmark's section of the file (between its markers), or add it at the end;
+    the rest stays as it is."""
     if not path.exists():
         path.write_text(
             "# Benchmarks\n\nMeasured by `make bench` (`bench/run_all.py`).\n\n" + section
         )
         return
     text = path.read_text()
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER)
+    start = text.find(start_marker)
+    end = text.find(end_marker)
     if start != -1 and end > start:
-        end += len(END_MARKER)
+        end += len(end_marker)
         if text[end : end + 1] == "\n":
             end += 1
         text = text[:start] + section + text[end:]
@@ -371,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=BENCHMARKS, help="file to write (BENCHMARKS.md)"
     )
+    parser.add_argument(
+        "--only", choices=("engine", "e2e"), help="run only the engine or only the e2e benchmark"
+    )
+    parser.add_argument(
+        "--e2e-args", default="", help="extra arguments for bench.e2e_bench, as one string"
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.rounds < 1:
         parser.error("--messages and --rounds must be at least 1")
@@ -384,6 +401,24 @@ def main(argv: list[str] | None = None) -> int:
         [executable, "-m", "bench.run_all", *(argv if argv is not None else sys.argv[1:])]
     )
 
+    if args.only != "e2e":
+        run_engine_bench(args, command, started, load_at_start)
+    if args.only != "engine":
+        e2e_command = [
+            sys.executable,
+            "-m",
+            "bench.e2e_bench",
+            *shlex.split(args.e2e_args),
+            *(["--out", str(args.out)] if args.out != BENCHMARKS else []),
+        ]
+        log("end-to-end benchmark: " + " ".join(e2e_command[1:]))
+        subprocess.run(e2e_command, cwd=REPO_ROOT, check=True)
+    return 0
+
+
+def run_engine_bench(
+    args: argparse.Namespace, command: str, started: datetime.datetime, load_at_start: str
+) -> None:
     flow, reused = ensure_flow(args.messages, args.seed, FLOW_DIR)
     runs: list[Run] = []
     for number in range(1, args.rounds + 1):
@@ -411,7 +446,6 @@ def main(argv: list[str] | None = None) -> int:
         f"engine {int(engine_median):,} msgs/s, baseline {int(baseline_median):,} msgs/s, "
         f"ratio {engine_median / baseline_median:.2f}; wrote {args.out}"
     )
-    return 0
 
 
 if __name__ == "__main__":
