@@ -268,6 +268,9 @@ class EngineApp:
         pipeline.xack(
             self.config.commands_stream, names.ENGINE_GROUP, *[raw_id for raw_id, _ in entries]
         )
+        # Everything up to here is in Kafka, and a restart skips it by stream id anyway: keep the
+        # stream as long as the backlog, which is what the gateway's overload check reads.
+        pipeline.xtrim(self.config.commands_stream, minid=entries[-1][0], approximate=True)
         await pipeline.execute()
 
     async def _heartbeat(self) -> None:
@@ -293,9 +296,6 @@ class EngineApp:
         await self.producer.send_and_wait(
             self.config.snapshots_topic, snapshot.SerializeToString(), partition=0
         )
-        # Everything up to the snapshot is in Kafka; the stream need not keep it.
-        if self.last_stream_id:
-            await self.redis.xtrim(self.config.commands_stream, minid=self.last_stream_id)
         self._logged_since_snapshot = 0
         self._last_snapshot_time = time.monotonic()
         log.info(

@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from redis.asyncio import Redis
 
 from exchange.v1 import (
     accounts_pb2,
@@ -18,9 +19,10 @@ from exchange.v1 import (
     streams_pb2,
     types_pb2,
 )
+from mockex import names
 from mockex.stack import ExchangeStack
 from tests.integration.conftest import ADMIN_KEY, MAX_OPEN_ORDERS, RATE_LIMIT_BURST
-from tests.integration.exchange_client import Exchange, eventually
+from tests.integration.exchange_client import Exchange, Participant, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -331,3 +333,17 @@ async def test_open_order_cap_per_user_rejects_the_next_order(exchange: Exchange
     assert refused.reject_reason == "OPEN_ORDER_LIMIT"
     await trader.cancel(resting.order_id)
     assert (await trader.place(symbol, "BUY", 1, 9.0)).status == types_pb2.NEW
+
+
+async def test_command_stream_holds_only_the_backlog(
+    exchange: Exchange, exchange_stack: ExchangeStack
+) -> None:
+    """The engine trims what it has taken, so the gateway's overload check reads the backlog."""
+    symbol = await exchange.add_symbol()
+    admin = Participant(exchange.channel, "admin", ADMIN_KEY)  # not rate-limited
+    await asyncio.gather(*(admin.place(symbol, "BUY", 1, 10.0) for _ in range(300)))
+    redis = Redis.from_url(exchange_stack.redis_url)
+    try:
+        assert await redis.xlen(names.COMMANDS_STREAM) < 150
+    finally:
+        await redis.aclose()
