@@ -48,7 +48,7 @@ class EngineApp:
             # A round sends all its batches before it waits, so lingering only adds latency.
             linger_ms=0,
             max_batch_size=1024 * 1024,
-            max_request_size=8 * 1024 * 1024,
+            max_request_size=names.MAX_RECORD_BYTES,
         )
         self.handler = CommandHandler(MatchingEngine())
         self.views = EngineViews(self.handler.engine)
@@ -125,8 +125,8 @@ class EngineApp:
             enable_auto_commit=False,
             group_id=None,
             isolation_level="read_committed",
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=names.MAX_RECORD_BYTES,
+            max_partition_fetch_bytes=names.MAX_RECORD_BYTES,
         )
 
     async def _latest_snapshot(self) -> engine_pb2.EngineSnapshot | None:
@@ -224,21 +224,19 @@ class EngineApp:
         handler = self.handler
         last_applied = stream_id_key(self.last_stream_id) if self.last_stream_id else (-1, -1)
         batches: list[engine_pb2.EngineBatch] = []
-        skipped: list[bytes] = []
         for raw_id, fields in entries:
             stream_id = raw_id.decode()
             if stream_id_key(stream_id) <= last_applied:
-                skipped.append(raw_id)
-                continue
+                continue  # already in the log (a restart re-delivers it): only acknowledge it
             command = engine_pb2.EngineCommand.FromString(fields[COMMAND_FIELD])
             command.timestamp_ns = time.time_ns()
             if self._tracing and command.trace_context:
                 with tracer("engine_svc").start_as_current_span(
                     "engine.apply", context=extract_context(command.trace_context)
                 ):
-                    batch, _ = handler.batch(command, stream_id)
+                    batch = handler.batch(command, stream_id)
             else:
-                batch, _ = handler.batch(command, stream_id)
+                batch = handler.batch(command, stream_id)
             batches.append(batch)
             self.last_stream_id = stream_id
 
@@ -288,6 +286,15 @@ class EngineApp:
         return time.monotonic() - self._last_snapshot_time >= self.config.snapshot_interval_seconds
 
     async def _take_snapshot(self) -> None:
+        """Write a snapshot; a failure is logged, not fatal: the log alone still rebuilds all."""
+        try:
+            await self._write_snapshot()
+        except Exception:
+            log.exception("snapshot failed log_offset=%d; will retry", self.last_offset)
+        self._logged_since_snapshot = 0
+        self._last_snapshot_time = time.monotonic()
+
+    async def _write_snapshot(self) -> None:
         snapshot = snapshot_engine(self.engine)
         snapshot.log_offset = self.last_offset
         snapshot.last_stream_id = self.last_stream_id
@@ -296,8 +303,6 @@ class EngineApp:
         await self.producer.send_and_wait(
             self.config.snapshots_topic, snapshot.SerializeToString(), partition=0
         )
-        self._logged_since_snapshot = 0
-        self._last_snapshot_time = time.monotonic()
         log.info(
             "snapshot log_offset=%d open_orders=%d", self.last_offset, len(self.engine.open_orders)
         )

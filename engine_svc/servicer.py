@@ -67,11 +67,10 @@ class CommandHandler:
             return []
         raise ValueError(f"EngineCommand without a command: {command!r}")
 
-    def batch(
-        self, command: engine_pb2.EngineCommand, stream_id: str
-    ) -> tuple[engine_pb2.EngineBatch, list[Event]]:
+    def batch(self, command: engine_pb2.EngineCommand, stream_id: str) -> engine_pb2.EngineBatch:
+        """The command applied, as the log record that carries it with its events."""
         events = self.apply(command)
         batch = engine_pb2.EngineBatch(stream_id=stream_id)
         batch.command.CopyFrom(command)
         batch.events.extend(event_to_proto(event) for event in events)
-        return batch, events
+        return batch

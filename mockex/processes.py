@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from mockex import edge
+from mockex import edge, names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,7 +161,8 @@ def start_kafka(
 
 
 async def create_topics(bootstrap: str, topics: Sequence[str], timeout: float = 60) -> None:
-    """Create the topics (one partition each, replication 1) if missing; wait until usable."""
+    """Create the topics (one partition each, replication 1, records up to MAX_RECORD_BYTES) if
+    missing; wait until usable."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     deadline = time.monotonic() + timeout
@@ -173,7 +174,15 @@ async def create_topics(bootstrap: str, topics: Sequence[str], timeout: float = 
             missing = [name for name in topics if name not in existing]
             if missing:
                 await admin.create_topics(
-                    [NewTopic(name, num_partitions=1, replication_factor=1) for name in missing]
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=1,
+                            replication_factor=1,
+                            topic_configs={"max.message.bytes": str(names.MAX_RECORD_BYTES)},
+                        )
+                        for name in missing
+                    ]
                 )
             return
         except Exception:

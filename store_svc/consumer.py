@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exchange.v1 import engine_pb2
+from mockex import names
 from mockex.telemetry import extract_context, tracer, tracing_enabled
 from store_svc.db import read_log_positions, write_rows
 from store_svc.records import Rows
@@ -50,6 +51,8 @@ class LogConsumer:
             # 75-85% in the end-to-end benchmark.
             fetch_min_bytes=64 * 1024,
             fetch_max_wait_ms=50,
+            fetch_max_bytes=names.MAX_RECORD_BYTES,
+            max_partition_fetch_bytes=names.MAX_RECORD_BYTES,
         )
         self._tracing = tracing_enabled()
         self._stopping = asyncio.Event()
