@@ -14,19 +14,7 @@ if initdb="$(find_initdb)"; then
     exit 0
 fi
 
-# Debian's maintainer scripts ask /usr/sbin/policy-rc.d whether they may start services;
-# exit code 101 means no. Put one in place only for this install, and only if none exists.
-policy=/usr/sbin/policy-rc.d
-own_policy=0
-if [[ ! -e "${policy}" ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"${policy}"
-    chmod +x "${policy}"
-    own_policy=1
-fi
-remove_own_policy() { if [[ "${own_policy}" == 1 ]]; then rm -f "${policy}"; fi; }
-trap remove_own_policy EXIT
-
-apt_install postgresql
+apt_install_without_starting postgresql
 
 if command -v pg_lsclusters >/dev/null; then
     while read -r version cluster _port status _rest; do

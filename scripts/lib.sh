@@ -35,3 +35,18 @@ apt_install() {
         apt-get install -y -qq --no-install-recommends "$@" >/dev/null
     fi
 }
+
+# apt_install for a server package whose own system service we do not want: Debian's maintainer
+# scripts ask /usr/sbin/policy-rc.d whether they may start services, and exit code 101 means no.
+# One is put in place only for this install, and only if none exists.
+apt_install_without_starting() {
+    local policy=/usr/sbin/policy-rc.d own_policy=0 status=0
+    if [[ ! -e "${policy}" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"${policy}"
+        chmod +x "${policy}"
+        own_policy=1
+    fi
+    apt_install "$@" || status=$?
+    if [[ "${own_policy}" == 1 ]]; then rm -f "${policy}"; fi
+    return "${status}"
+}
