@@ -153,6 +153,14 @@ class Exchange:
             )
         return spec
 
+    async def require_listed(self, symbol: str) -> SymbolSpec:
+        """The symbol's specification; NOT_FOUND when the exchange does not list it."""
+        check_symbol_name(symbol)
+        spec = await self.symbol_spec(symbol)
+        if spec is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"symbol {symbol!r} is not listed")
+        return spec
+
     async def listed_symbols(self) -> dict[str, types_pb2.SymbolInfo]:
         raw = await self.redis.hgetall(names.SYMBOLS_KEY)
         return {key.decode(): types_pb2.SymbolInfo.FromString(value) for key, value in raw.items()}
@@ -330,21 +338,16 @@ class BookServicer(market_pb2_grpc.BookServiceServicer):
         symbols = await self.exchange.listed_symbols()
         return market_pb2.ListSymbolsResponse(symbols=[symbols[s] for s in sorted(symbols)])
 
-    async def _listed(self, symbol: str) -> None:
-        check_symbol_name(symbol)
-        if await self.exchange.symbol_spec(symbol) is None:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, f"symbol {symbol!r} is not listed")
-
     @_handles_errors
     async def GetQuote(self, request, context):
-        await self._listed(request.symbol)
+        await self.exchange.require_listed(request.symbol)
         raw = await self.exchange.redis.get(names.quote_key(request.symbol))
         quote = types_pb2.Quote.FromString(raw) if raw else types_pb2.Quote(symbol=request.symbol)
         return market_pb2.GetQuoteResponse(quote=quote)
 
     @_handles_errors
     async def GetOrderBook(self, request, context):
-        await self._listed(request.symbol)
+        await self.exchange.require_listed(request.symbol)
         raw = await self.exchange.redis.get(names.book_key(request.symbol))
         book = (
             types_pb2.OrderBook.FromString(raw)
@@ -363,28 +366,40 @@ class TradeServicer(market_pb2_grpc.TradeServiceServicer):
 
     @_handles_errors
     async def ListTrades(self, request, context):
-        check_symbol_name(request.symbol)
-        answer = await self.exchange.store.ListSymbolTrades(
+        await self.exchange.require_listed(request.symbol)
+        answer = await self._from_store(
+            self.exchange.store.ListSymbolTrades,
             store_pb2.ListSymbolTradesRequest(symbol=request.symbol, limit=request.limit or 100),
-            timeout=self.exchange.config.store_timeout_seconds,
+            store_pb2.ListSymbolTradesResponse(),
         )
         return market_pb2.ListTradesResponse(symbol=request.symbol, trades=answer.trades)
 
     @_handles_errors
     async def GetCandles(self, request, context):
-        check_symbol_name(request.symbol)
+        await self.exchange.require_listed(request.symbol)
         interval = request.interval or "1m"
         if interval not in ("1s", "1m"):
             raise invalid(f"interval {interval!r} must be '1s' or '1m'")
-        answer = await self.exchange.store.GetSymbolCandles(
+        answer = await self._from_store(
+            self.exchange.store.GetSymbolCandles,
             store_pb2.GetSymbolCandlesRequest(
                 symbol=request.symbol, interval=interval, limit=request.limit or 100
             ),
-            timeout=self.exchange.config.store_timeout_seconds,
+            store_pb2.GetSymbolCandlesResponse(),
         )
         return market_pb2.GetCandlesResponse(
             symbol=request.symbol, interval=interval, candles=answer.candles
         )
+
+    async def _from_store(self, call, request, empty):
+        """The store's answer; `empty` while the store has not yet read the symbol's listing
+        from the log (it lags the engine by a few milliseconds)."""
+        try:
+            return await call(request, timeout=self.exchange.config.store_timeout_seconds)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return empty
+            raise
 
 
 def mark_to_market(

@@ -347,3 +347,15 @@ async def test_command_stream_holds_only_the_backlog(
         assert await redis.xlen(names.COMMANDS_STREAM) < 150
     finally:
         await redis.aclose()
+
+
+async def test_trades_of_a_fresh_symbol_are_empty_and_of_an_unlisted_one_not_found(
+    exchange: Exchange,
+) -> None:
+    symbol = await exchange.add_symbol()
+    trader = await exchange.participant()
+    fresh = await trader.trades.ListTrades(market_pb2.ListTradesRequest(symbol=symbol), timeout=5)
+    assert list(fresh.trades) == []
+    with pytest.raises(grpc.aio.AioRpcError) as unlisted:
+        await trader.trades.ListTrades(market_pb2.ListTradesRequest(symbol="NOPE"), timeout=5)
+    assert unlisted.value.code() == grpc.StatusCode.NOT_FOUND
