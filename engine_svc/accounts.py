@@ -49,10 +49,6 @@ class Account:
             symbol: Position(quantity) for symbol, quantity in (positions or {}).items()
         }
 
-    @property
-    def available_cash(self) -> int:
-        return self.cash - self.reserved_cash
-
     def position(self, symbol: str) -> Position:
         position = self.positions.get(symbol)
         if position is None:

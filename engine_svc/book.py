@@ -36,11 +36,6 @@ class BookSide:
         """keys[0], or None when the side is empty; the best price is best_key * sign."""
         self.sign = -1 if side == Side.BUY else 1
 
-    def best_level(self) -> PriceLevel | None:
-        if self.best_key is None:
-            return None
-        return self.levels[self.best_key * self.sign]
-
     def add(self, order: Order) -> PriceLevel:
         level = self.levels.get(order.price)
         if level is None:
@@ -88,9 +83,6 @@ class OrderBook:
 
     def side(self, side: Side) -> BookSide:
         return self.bids if side == Side.BUY else self.asks
-
-    def opposite(self, side: Side) -> BookSide:
-        return self.asks if side == Side.BUY else self.bids
 
     def best_bid(self) -> int | None:
         key = self.bids.best_key

@@ -8,7 +8,6 @@ EVENTS_TOPIC = "exchange.v1.events"
 """EngineBatch per command: the command and every event it produced (the engine's log)."""
 SNAPSHOTS_TOPIC = "exchange.v1.snapshots"
 """EngineSnapshot, periodically; the newest one plus the events after it rebuild the engine."""
-TOPICS = (EVENTS_TOPIC, SNAPSHOTS_TOPIC)
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 """Largest Kafka record of ours (the broker's default is 1 MiB): a snapshot holds every open
 order, and a day close expires every resting GFD order in one batch."""
