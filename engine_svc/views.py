@@ -14,14 +14,6 @@ from engine_svc.engine import MatchingEngine, SymbolState
 from exchange.v1 import accounts_pb2, engine_pb2, types_pb2
 from mockex import convert, names
 
-_ORDER_EVENT_KINDS = (
-    "order_accepted",
-    "order_rejected",
-    "order_filled",
-    "order_cancelled",
-    "order_expired",
-)
-
 
 class EngineViews:
     def __init__(self, engine: MatchingEngine) -> None:
@@ -49,7 +41,7 @@ class EngineViews:
                 )
         for event in batch.events:
             kind = event.WhichOneof("event")
-            if kind in _ORDER_EVENT_KINDS:
+            if kind in convert.ORDER_EVENT_KINDS:
                 state = getattr(event, kind).order
                 self._orders[state.order_id] = state
                 if state.user_id:

@@ -58,14 +58,6 @@ from mockex.auth import (
 
 log = logging.getLogger("gateway_svc")
 
-CLIENT_ORDER_TTL_SECONDS = names.ORDER_TTL_SECONDS
-ORDER_EVENT_KINDS = (
-    "order_accepted",
-    "order_rejected",
-    "order_filled",
-    "order_cancelled",
-    "order_expired",
-)
 
 
 def new_order_id() -> str:
@@ -84,7 +76,7 @@ def order_from_batch(
     fills = list(previous_fills or ())
     for event in batch.events:
         kind = event.WhichOneof("event")
-        if kind not in ORDER_EVENT_KINDS:
+        if kind not in convert.ORDER_EVENT_KINDS:
             continue
         event_state = getattr(event, kind).order
         if event_state.order_id != order_id:
@@ -165,13 +157,18 @@ class Exchange:
         raw = await self.redis.hgetall(names.SYMBOLS_KEY)
         return {key.decode(): types_pb2.SymbolInfo.FromString(value) for key, value in raw.items()}
 
-    async def run(self, command: engine_pb2.EngineCommand) -> engine_pb2.EngineBatch:
+    async def run(
+        self, command: engine_pb2.EngineCommand, timeout_message: str = ""
+    ) -> engine_pb2.EngineBatch:
+        """The engine's batch for `command`; DEADLINE_EXCEEDED with `timeout_message` (or one
+        naming the command) when it does not answer in time."""
         try:
             return await self.engine.execute(command, self.config.engine_timeout_seconds)
         except EngineTimeout as exc:
             raise RequestError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"the engine did not answer in {self.config.engine_timeout_seconds:g}s for "
+                timeout_message
+                or f"the engine did not answer in {self.config.engine_timeout_seconds:g}s for "
                 f"command {command.command_id}; it will still be processed",
             ) from exc
 
@@ -249,15 +246,11 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                 grpc.StatusCode.UNAVAILABLE, "the engine is overloaded; retry shortly"
             )
         command = engine_pb2.EngineCommand(command_id=order_id, place_order=place)
-        try:
-            batch = await exchange.run(command)
-        except RequestError as exc:
-            if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                exc.message = (
-                    f"orderId {order_id}: the engine did not answer in time; the order is "
-                    "queued and its final state will show in GET /order/status/{orderId}"
-                )
-            raise
+        batch = await exchange.run(
+            command,
+            f"orderId {order_id}: the engine did not answer in time; the order is queued and "
+            "its final state will show in GET /order/status/{orderId}",
+        )
         order = order_from_batch(batch, order_id, float(spec.tick_size))
         if order is None:
             raise RequestError(grpc.StatusCode.INTERNAL, f"no result for order {order_id}")
@@ -267,9 +260,9 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self, caller: Caller, client_order_id: str, order_id: str
     ) -> types_pb2.Order | None:
         """Reserve the user's clientOrderId for this order, or return the order that has it."""
-        key = f"exchange:v1:client-order:{caller.user_id}:{client_order_id}"
+        key = names.client_order_key(caller.user_id, client_order_id)
         redis = self.exchange.redis
-        if await redis.set(key, order_id, nx=True, ex=CLIENT_ORDER_TTL_SECONDS):
+        if await redis.set(key, order_id, nx=True, ex=names.ORDER_TTL_SECONDS):
             return None
         first_id = (await redis.get(key) or b"").decode()
         deadline = time.monotonic() + self.exchange.config.engine_timeout_seconds

@@ -46,6 +46,11 @@ def avg_fill_price(filled_notional_ticks: int, filled_quantity: int, tick_size: 
     return round(filled_notional_ticks * tick_size / filled_quantity, 6)
 
 
+ORDER_EVENT_KINDS = frozenset(
+    ("order_accepted", "order_rejected", "order_filled", "order_cancelled", "order_expired")
+)
+"""EngineEvent oneof names that carry an OrderState (the order's whole state after the event)."""
+
 FINISHED = frozenset((types_pb2.FILLED, types_pb2.CANCELLED, types_pb2.EXPIRED, types_pb2.REJECTED))
 
 

@@ -18,6 +18,8 @@ ENGINE_GROUP = "engine"
 """Consumer group of the engine on COMMANDS_STREAM."""
 EVENTS_CHANNEL = "exchange:v1:events"
 """Redis pub/sub: every EngineBatch, after it is durable in Kafka (fan-out to stream_svc)."""
+EXCHANGE_EVENTS_CHANNEL = "exchange:v1:exchange-events"
+"""Redis pub/sub: ExchangeEvent from other services (news, leaderboard) for the events streams."""
 SYMBOLS_KEY = "exchange:v1:symbols"
 """Hash symbol -> SymbolInfo."""
 ACCOUNTS_KEY = "exchange:v1:accounts"
@@ -46,3 +48,8 @@ def quote_key(symbol: str) -> str:
 def book_key(symbol: str) -> str:
     """Full-depth OrderBook of the symbol."""
     return f"exchange:v1:book:{symbol}"
+
+
+def client_order_key(user_id: str, client_order_id: str) -> str:
+    """The order id a user's clientOrderId was first given to; expires after ORDER_TTL_SECONDS."""
+    return f"exchange:v1:client-order:{user_id}:{client_order_id}"

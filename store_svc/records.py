@@ -9,17 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exchange.v1 import engine_pb2, types_pb2
+from mockex import convert
 
 Row = dict[str, Any]
 
 ORDER_VERSION = ("updated_ns", "log_offset", "event_index")
 """Columns that order an order's states: a row replaces the stored one only when this is greater,
 so a replayed older state never overwrites a newer one."""
-
-ORDER_STATE_EVENTS = (
-    "order_accepted", "order_rejected", "order_filled", "order_cancelled", "order_expired"
-)
-"""Events that carry the order's full state after them."""
 
 
 def order_version(row: Row) -> tuple[int, ...]:
@@ -152,7 +148,7 @@ class Rows:
             self.users[account.user_id] = user_row(account)
         for event_index, event in enumerate(batch.events):
             kind = event.WhichOneof("event")
-            if kind in ORDER_STATE_EVENTS:
+            if kind in convert.ORDER_EVENT_KINDS:
                 self._add_order(order_row(getattr(event, kind).order, log_offset, event_index))
             if kind == "order_filled":
                 self.fills.append(fill_row(event))

@@ -22,16 +22,13 @@ from stream_svc.fanout import DEFAULT_TICK_SIZE, CloseReason, FanoutHub
 
 log = logging.getLogger(__name__)
 
-EXCHANGE_EVENTS_CHANNEL = "exchange:v1:exchange-events"
-"""Redis pub/sub: ExchangeEvent from other services (news, leaderboard) for StreamExchangeEvents."""
-
 RECONNECT_DELAY_SECONDS = 1.0
 SUBSCRIBE_TIMEOUT_SECONDS = 10.0
 
 
 async def publish_exchange_event(redis: Redis, event: streams_pb2.ExchangeEvent) -> int:
     """Tell every stream service's subscribers; returns how many stream services listened."""
-    return await redis.publish(EXCHANGE_EVENTS_CHANNEL, event.SerializeToString())
+    return await redis.publish(names.EXCHANGE_EVENTS_CHANNEL, event.SerializeToString())
 
 
 async def load_tick_sizes(redis: Redis) -> dict[str, float]:
@@ -65,7 +62,7 @@ class EventFeed:
     async def start(self) -> None:
         """Subscribe (confirmed) before loading symbols, so no SymbolAdded falls in between."""
         self._pubsub = self._redis.pubsub()
-        channels = (names.EVENTS_CHANNEL, EXCHANGE_EVENTS_CHANNEL)
+        channels = (names.EVENTS_CHANNEL, names.EXCHANGE_EVENTS_CHANNEL)
         await self._pubsub.subscribe(*channels)
         confirmed = 0
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
@@ -105,7 +102,7 @@ class EventFeed:
         try:
             if channel == names.EVENTS_CHANNEL:
                 await self._publish_batch(engine_pb2.EngineBatch.FromString(message["data"]))
-            elif channel == EXCHANGE_EVENTS_CHANNEL:
+            elif channel == names.EXCHANGE_EVENTS_CHANNEL:
                 self._hub.publish_exchange_event(
                     streams_pb2.ExchangeEvent.FromString(message["data"])
                 )

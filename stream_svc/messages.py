@@ -10,14 +10,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from exchange.v1 import engine_pb2, streams_pb2, types_pb2
-from mockex.convert import public_order, ticks_to_price, timestamp
+from mockex.convert import ORDER_EVENT_KINDS, public_order, ticks_to_price, timestamp
 
 TickSize = Callable[[str], float]
 """Tick size of a symbol."""
-
-ORDER_EVENT_KINDS = frozenset(
-    ("order_accepted", "order_rejected", "order_filled", "order_cancelled", "order_expired")
-)
 
 
 class MarketMessage(NamedTuple):
