@@ -22,7 +22,8 @@ from engine_svc.config import EngineConfig
 from engine_svc.engine import MatchingEngine
 from engine_svc.servicer import CommandHandler
 from engine_svc.views import EngineViews
-from exchange.v1 import engine_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import types_pb2
 from mockex import names
 from mockex.grpc_server import GrpcServer, start_grpc_server
 from mockex.telemetry import extract_context, setup_tracing, tracer

@@ -10,7 +10,7 @@ from engine_svc import events as ev
 from engine_svc.accounts import Account, Position
 from engine_svc.engine import MatchingEngine, SymbolState
 from engine_svc.orders import Order, OrderStatus, OrderType, Reason, Side, TimeInForce
-from exchange.v1 import engine_pb2
+from exchange.internal.v1 import engine_pb2
 
 
 def order_state(

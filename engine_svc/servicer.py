@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine_svc.codec import event_to_proto
 from engine_svc.engine import MatchingEngine
 from engine_svc.events import Event
-from exchange.v1 import engine_pb2
+from exchange.internal.v1 import engine_pb2
 
 
 class CommandHandler:

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from redis.asyncio.client import Pipeline
 
 from engine_svc.engine import MatchingEngine, SymbolState
-from exchange.v1 import accounts_pb2, engine_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import accounts_pb2, types_pb2
 from mockex import convert, names
 
 

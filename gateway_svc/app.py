@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from exchange.internal.v1 import store_pb2_grpc
 from exchange.v1 import (
     accounts_pb2_grpc,
     admin_pb2_grpc,
     market_pb2_grpc,
     orders_pb2_grpc,
-    store_pb2_grpc,
     streams_pb2_grpc,
 )
 from gateway_svc.config import GatewayConfig

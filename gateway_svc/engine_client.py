@@ -15,7 +15,7 @@ import time
 
 from redis.asyncio import Redis
 
-from exchange.v1 import engine_pb2
+from exchange.internal.v1 import engine_pb2
 from mockex import names
 from mockex.telemetry import inject_context
 

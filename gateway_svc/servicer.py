@@ -17,18 +17,16 @@ from collections.abc import AsyncIterator
 import grpc
 from redis.asyncio import Redis
 
+from exchange.internal.v1 import engine_pb2, store_pb2, store_pb2_grpc
 from exchange.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
     admin_pb2,
     admin_pb2_grpc,
-    engine_pb2,
     market_pb2,
     market_pb2_grpc,
     orders_pb2,
     orders_pb2_grpc,
-    store_pb2,
-    store_pb2_grpc,
     streams_pb2,
     streams_pb2_grpc,
     types_pb2,

@@ -13,7 +13,8 @@ from decimal import Decimal
 
 import grpc
 
-from exchange.v1 import admin_pb2, engine_pb2, orders_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import admin_pb2, orders_pb2, types_pb2
 from mockex import convert
 
 MAX_ORDER_QUANTITY = 1_000_000

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from exchange.v1 import engine_pb2
+from exchange.internal.v1 import engine_pb2
 from mockex import names
 
 API_KEY_METADATA = "x-api-key"

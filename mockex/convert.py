@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from exchange.v1 import engine_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import types_pb2
 
 CASH_UNITS_PER_CURRENCY = 10_000
 NANOS_PER_SECOND = 1_000_000_000

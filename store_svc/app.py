@@ -8,7 +8,7 @@ import signal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from exchange.v1 import store_pb2, store_pb2_grpc
+from exchange.internal.v1 import store_pb2, store_pb2_grpc
 from mockex.grpc_server import GrpcServer, start_grpc_server
 from mockex.telemetry import setup_tracing
 from store_svc.config import StoreConfig

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from exchange.v1 import engine_pb2
+from exchange.internal.v1 import engine_pb2
 from mockex import names
 from mockex.telemetry import extract_context, tracer, tracing_enabled
 from store_svc.db import read_log_positions, write_rows

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchange.v1 import engine_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import types_pb2
 from mockex import convert
 
 Row = dict[str, Any]

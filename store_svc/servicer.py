@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from exchange.v1 import store_pb2, store_pb2_grpc
+from exchange.internal.v1 import store_pb2, store_pb2_grpc
 from store_svc import queries
 
 USER_ORDERS_LIMIT = (500, 5000)

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
-from exchange.v1 import engine_pb2, streams_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import streams_pb2
 from stream_svc.messages import MarketMessage, batch_messages
 
 log = logging.getLogger(__name__)

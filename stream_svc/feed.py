@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from exchange.v1 import engine_pb2, streams_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import streams_pb2, types_pb2
 from mockex import names
 from stream_svc.fanout import DEFAULT_TICK_SIZE, CloseReason, FanoutHub
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from exchange.v1 import engine_pb2, streams_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import streams_pb2, types_pb2
 from mockex.convert import ORDER_EVENT_KINDS, public_order, ticks_to_price, timestamp
 
 TickSize = Callable[[str], float]

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from exchange.v1 import engine_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import types_pb2
 from mockex import names
 from mockex.auth import hash_api_key
 from stream_svc.app import StreamApp

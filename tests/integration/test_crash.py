@@ -21,7 +21,8 @@ from redis.asyncio import Redis
 from engine_svc.engine import MatchingEngine
 from engine_svc.servicer import CommandHandler
 from engine_svc.views import account_view, book_view
-from exchange.v1 import accounts_pb2, engine_pb2, store_pb2, store_pb2_grpc, types_pb2
+from exchange.internal.v1 import engine_pb2, store_pb2, store_pb2_grpc
+from exchange.v1 import accounts_pb2, types_pb2
 from mockex import names
 from mockex.stack import ExchangeStack
 from tests.integration.conftest import ADMIN_KEY, running_stack

@@ -11,14 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from redis.asyncio import Redis
 
-from exchange.v1 import (
-    accounts_pb2,
-    engine_pb2,
-    market_pb2,
-    orders_pb2,
-    streams_pb2,
-    types_pb2,
-)
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import accounts_pb2, market_pb2, orders_pb2, streams_pb2, types_pb2
 from mockex import names
 from mockex.stack import ExchangeStack
 from tests.integration.conftest import ADMIN_KEY, MAX_OPEN_ORDERS, RATE_LIMIT_BURST

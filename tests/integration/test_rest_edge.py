@@ -24,12 +24,7 @@ from typing import Any
 import grpc
 import pytest
 
-from exchange.v1 import (
-    accounts_pb2,
-    accounts_pb2_grpc,
-    market_pb2,
-    streams_pb2,
-)
+from exchange.v1 import accounts_pb2, accounts_pb2_grpc, market_pb2, streams_pb2
 from mockex import edge, processes
 from mockex.stack import ExchangeStack
 from tests.integration.conftest import ADMIN_KEY

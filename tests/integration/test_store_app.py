@@ -26,7 +26,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
-from exchange.v1 import engine_pb2, store_pb2, store_pb2_grpc, types_pb2
+from exchange.internal.v1 import engine_pb2, store_pb2, store_pb2_grpc
+from exchange.v1 import types_pb2
 from mockex import processes
 from mockex.convert import public_order, timestamp
 from store_svc import db

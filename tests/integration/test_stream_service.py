@@ -12,7 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from redis.asyncio import Redis
 
-from exchange.v1 import engine_pb2, streams_pb2, streams_pb2_grpc, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import streams_pb2, streams_pb2_grpc, types_pb2
 from mockex import names, processes
 from stream_svc.app import StreamApp
 from stream_svc.feed import publish_exchange_event

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from exchange.v1 import engine_pb2, streams_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import streams_pb2, types_pb2
 from mockex import names
 from mockex.stack import ExchangeStack
 from stream_svc.app import StreamApp

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from exchange.v1 import engine_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import types_pb2
 from store_svc.records import Rows, order_state
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z

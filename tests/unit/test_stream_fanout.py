@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from exchange.v1 import engine_pb2, streams_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import streams_pb2, types_pb2
 from stream_svc.fanout import CloseReason, FanoutHub, Subscription
 
 NOW = 1_700_000_000_000_000_000

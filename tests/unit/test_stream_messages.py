@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.v1 import engine_pb2, streams_pb2, types_pb2
+from exchange.internal.v1 import engine_pb2
+from exchange.v1 import streams_pb2, types_pb2
 from mockex.convert import timestamp
 from stream_svc.messages import batch_messages, book_snapshot, exchange_event
 
