@@ -1,4 +1,9 @@
-"""Participant accounts: integer cash units and positions, with P&L kept for reporting."""
+"""Participant accounts: integer cash units and positions with an integer cost basis.
+
+Everything is in cash units (0.0001 of the currency), so fills, P&L and the starting value add up
+exactly. P&L is equity minus the starting value (cash plus granted positions at their cost
+basis); realized plus unrealized P&L equals it.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +12,72 @@ CASH_UNITS_PER_CURRENCY = 10_000
 
 
 class Position:
-    """Holding in one symbol. `reserved` is the quantity held for open SELL orders."""
+    """Holding in one symbol. `reserved` is the quantity held for open SELL orders; `cost` what
+    the open quantity cost, signed like it (a short's cost is what selling it brought in)."""
 
-    __slots__ = ("quantity", "reserved", "avg_price", "realized_pnl")
+    __slots__ = ("quantity", "reserved", "cost", "realized_pnl")
 
-    def __init__(self, quantity: int = 0, avg_price: float = 0.0) -> None:
+    def __init__(self, quantity: int = 0, cost: int = 0) -> None:
         self.quantity = quantity
         self.reserved = 0
-        self.avg_price = avg_price
-        self.realized_pnl = 0.0
+        self.cost = cost
+        self.realized_pnl = 0
 
-    def apply_fill(self, signed_quantity: int, price: float) -> None:
-        """Move the position by a fill (+ bought, - sold) at `price`; average-cost P&L."""
+    def apply_fill(self, signed_quantity: int, price_units: int) -> None:
+        """Move the position by a fill (+ bought, - sold) at `price_units` per share.
+
+        Average cost: a fill that closes part of the position realizes the difference between
+        its price and the closed part's share of the cost; a fill that crosses zero opens the
+        rest at its own price.
+        """
         held = self.quantity
-        new_quantity = held + signed_quantity
         if held == 0 or (held > 0) == (signed_quantity > 0):
-            self.avg_price = (self.avg_price * abs(held) + price * abs(signed_quantity)) / abs(
-                new_quantity
-            )
+            self.cost += signed_quantity * price_units
         else:
             closed = min(abs(signed_quantity), abs(held))
+            closed_cost = self.cost * closed // abs(held)
             direction = 1 if held > 0 else -1
-            self.realized_pnl += (price - self.avg_price) * closed * direction
-            if new_quantity == 0:
-                self.avg_price = 0.0
-            elif (new_quantity > 0) != (held > 0):
-                self.avg_price = price
-        self.quantity = new_quantity
+            self.realized_pnl += direction * closed * price_units - closed_cost
+            self.cost -= closed_cost
+            opened = abs(signed_quantity) - closed
+            if opened:
+                self.cost = (opened if signed_quantity > 0 else -opened) * price_units
+        self.quantity = held + signed_quantity
+
+    def average_price_units(self) -> float:
+        """Cost per share of the open quantity; 0 when flat."""
+        return self.cost / self.quantity if self.quantity else 0.0
 
 
 class Account:
-    """Cash and positions of one participant. `reserved_cash` backs the open BUY orders."""
+    """Cash and positions of one participant. `reserved_cash` backs the open BUY orders;
+    `starting_value` is what P&L is measured against."""
 
-    __slots__ = ("user_id", "cash", "reserved_cash", "positions")
+    __slots__ = (
+        "user_id",
+        "cash",
+        "reserved_cash",
+        "positions",
+        "starting_value",
+        "admin",
+        "api_key_sha256",
+    )
 
-    def __init__(self, user_id: str, cash: int, positions: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        user_id: str,
+        cash: int,
+        starting_value: int | None = None,
+        admin: bool = False,
+        api_key_sha256: str = "",
+    ) -> None:
         self.user_id = user_id
         self.cash = cash
         self.reserved_cash = 0
-        self.positions: dict[str, Position] = {
-            symbol: Position(quantity) for symbol, quantity in (positions or {}).items()
-        }
+        self.positions: dict[str, Position] = {}
+        self.starting_value = cash if starting_value is None else starting_value
+        self.admin = admin
+        self.api_key_sha256 = api_key_sha256
 
     def position(self, symbol: str) -> Position:
         position = self.positions.get(symbol)
@@ -56,5 +86,9 @@ class Account:
         return position
 
     @property
-    def realized_pnl(self) -> float:
+    def available_cash(self) -> int:
+        return self.cash - self.reserved_cash
+
+    @property
+    def realized_pnl(self) -> int:
         return sum(position.realized_pnl for position in self.positions.values())

@@ -1,86 +1,142 @@
 """Composition root of the engine service: the single writer of the exchange.
 
-Each round: take up to `batch_size` commands from the Redis stream, apply them, write their
-EngineBatches to Kafka and wait for acks=all, and only then publish to Redis (caches, pub/sub,
-replies to gateways) and acknowledge the stream entries. A crash anywhere loses nothing
-acknowledged: on start the engine restores the newest snapshot, replays the Kafka log after it,
-and skips stream entries that the log already holds.
+Each round: take up to `batch_size` commands from the Redis stream, apply the ones not applied
+before, write their EngineBatches to Kafka and wait for the acks, and only then publish to Redis
+(caches, pub/sub, replies to gateways) and acknowledge the stream entries. The log is the truth:
+on start the engine restores the newest snapshot and replays the log after it, checking that the
+replay gives the logged events byte for byte.
+
+Faults heal in place. Redis lost (or back empty): the loop backs off, reconnects, rewrites every
+cache and reads its unacknowledged entries again; gateways resend what they still wait for, and
+the session ledger answers a resend without applying it twice. A write the log refused: the
+engine rebuilds itself from the log and reads the stream again. Kafka merely slow or stopped:
+the write waits (the idempotent producer retries), and the engine reports NOT_SERVING meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from engine_svc.codec import restore_engine, snapshot_engine
+from engine_svc.codec import event_to_proto, settings_to_proto
 from engine_svc.config import EngineConfig
 from engine_svc.engine import MatchingEngine
+from engine_svc.rules import RULES_VERSION, ExchangeSettings
 from engine_svc.servicer import CommandHandler
 from engine_svc.views import EngineViews
 from exchange.internal.v1 import engine_pb2
-from exchange.v1 import types_pb2
 from mockex import names
 from mockex.grpc_server import GrpcServer, start_grpc_server
-from mockex.telemetry import extract_context, setup_tracing, tracer
+from mockex.telemetry import extract_context, tracer, tracing_enabled
 
 log = logging.getLogger("engine_svc")
 
 COMMAND_FIELD = b"command"
+RETRY_DELAYS_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+"""Back-off between attempts while Redis or Kafka is away; the last one repeats."""
+STATUS_EVERY_SECONDS = 1.0
+LOG_WAIT_NOT_SERVING_SECONDS = 1.0
+FINAL_SNAPSHOT_SECONDS = 5.0
+"""A write to the log that has waited this long makes the engine report NOT_SERVING."""
+
+T = TypeVar("T")
 
 
-def stream_id_key(stream_id: str) -> tuple[int, int]:
-    milliseconds, _, sequence = stream_id.partition("-")
-    return int(milliseconds), int(sequence or 0)
+class LogMismatch(RuntimeError):
+    """Replaying the log gave other events than the log holds: the engine refuses to start."""
+
+
+class LogWriteFailed(Exception):
+    """Kafka refused or lost a write: the engine's memory may be ahead of the log."""
+
+
+def retry_delay(attempt: int) -> float:
+    return RETRY_DELAYS_SECONDS[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)]
+
+
+def with_log_offset(payload: bytes, offset: int) -> bytes:
+    """`payload` (a serialized EngineBatch) with log_offset (field 4) appended: protobuf parses
+    concatenated messages as one, so the batch is not serialized a second time."""
+    value = offset
+    encoded = bytearray(b"\x20")  # field 4, varint
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            encoded.append(byte | 0x80)
+        else:
+            encoded.append(byte)
+            return payload + bytes(encoded)
 
 
 class EngineApp:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.redis = Redis.from_url(config.redis_url)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=config.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            # A round sends all its batches before it waits, so lingering only adds latency.
-            linger_ms=0,
-            max_batch_size=1024 * 1024,
-            max_request_size=names.MAX_RECORD_BYTES,
-        )
+        self.producer: AIOKafkaProducer | None = None
         self.handler = CommandHandler(MatchingEngine())
         self.views = EngineViews(self.handler.engine)
         self.grpc: GrpcServer | None = None
         self.last_offset = -1
-        self.last_stream_id = ""
+        """Offset of the last batch in the log that the engine's state includes."""
+        self.incarnation = secrets.token_hex(6)
+        self._recovered = False
+        self._views_fresh = False
+        """Every cache rewritten since Redis last came up (or since this process started)."""
+        self._redis_reachable = False
+        self._log_wait_started: float | None = None
         self._logged_since_snapshot = 0
         self._last_snapshot_time = time.monotonic()
-        self._last_heartbeat = 0.0
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
-        self._tracing = setup_tracing("engine_svc")
+        self._status_task: asyncio.Task | None = None
 
     @property
     def engine(self) -> MatchingEngine:
         return self.handler.engine
 
     async def start(self) -> None:
-        await self.producer.start()
-        await self._recover()
-        await self._ensure_group()
-        self.grpc = await start_grpc_server(self.config.grpc_address, lambda server: None, [])
+        """Health answers from the first moment (liveness SERVING, readiness NOT_SERVING until
+        the log is replayed and the caches are written)."""
+        self.grpc = await start_grpc_server(
+            self.config.grpc_address, lambda server: None, [], serving=False
+        )
+        log.info("engine_svc health on port %d", self.grpc.port)
+        self._status_task = asyncio.create_task(self._report_status(), name="engine-status")
+        await self._rebuild()
         self._loop_task = asyncio.create_task(self._run_loop(), name="engine-loop")
 
     async def stop(self) -> None:
         self._stopping.set()
         if self._loop_task:
-            await self._loop_task
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            if self._recovered and self._logged_since_snapshot:
+                # A snapshot at the end lets the next start (perhaps a newer engine) skip replay;
+                # bounded, since the log may be gone already.
+                try:
+                    await asyncio.wait_for(self._take_snapshot(), FINAL_SNAPSHOT_SECONDS)
+                except TimeoutError:
+                    log.warning("no snapshot at stop: the log did not answer in %ss",
+                                FINAL_SNAPSHOT_SECONDS)
+        if self._status_task:
+            self._status_task.cancel()
+            await asyncio.gather(self._status_task, return_exceptions=True)
         if self.grpc:
             await self.grpc.stop()
-        await self.producer.stop()
+        if self.producer:
+            try:
+                await asyncio.wait_for(self.producer.stop(), FINAL_SNAPSHOT_SECONDS)
+            except TimeoutError:
+                log.warning("the log producer did not stop in %ss", FINAL_SNAPSHOT_SECONDS)
         await self.redis.aclose()
 
     async def wait(self) -> None:
@@ -88,37 +144,59 @@ class EngineApp:
         assert self._loop_task is not None
         await self._loop_task
 
-    # ---- recovery -------------------------------------------------------------------------
+    # ---- the log ----------------------------------------------------------------------------
 
-    async def _recover(self) -> None:
-        started = time.monotonic()
-        snapshot = await self._latest_snapshot()
-        if snapshot is not None:
-            engine = restore_engine(snapshot)
-            self.handler = CommandHandler(engine)
-            self.handler.users = {user.api_key_sha256: user for user in snapshot.users}
-            self.views = EngineViews(engine)
-            self.last_offset = snapshot.log_offset
-            self.last_stream_id = snapshot.last_stream_id
-        else:
-            engine = self.handler.engine
-            engine.market_open = self.config.market_open
-            engine.short_limit = self.config.short_limit
-            engine.max_open_orders = self.config.max_open_orders
-        replayed = await self._replay_log(self.last_offset + 1)
-        await self._seed_open_order_fills()
-        self.views.mark_everything_changed(self.handler.users.values())
-        pipeline = self.redis.pipeline(transaction=False)
-        self.views.write(pipeline, time.time_ns())
-        await pipeline.execute()
-        log.info(
-            "recovered snapshot_offset=%s replayed=%d last_offset=%d open_orders=%d seconds=%.2f",
-            snapshot.log_offset if snapshot else "-",
-            replayed,
-            self.last_offset,
-            len(engine.open_orders),
-            time.monotonic() - started,
+    async def _retrying_log(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run `step`, again and again while Kafka is unreachable."""
+        attempt = 0
+        while True:
+            try:
+                return await step()
+            except KafkaError as exc:
+                delay = retry_delay(attempt)
+                attempt += 1
+                log.warning(
+                    "log unavailable while %s bootstrap=%s error=%r attempt=%d retry_in=%.1fs",
+                    what,
+                    self.config.kafka_bootstrap,
+                    exc,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _rebuild(self) -> None:
+        """A fresh producer, the state the log holds, and the settings this start brings; all
+        again from the top when Kafka fails part way (memory may be ahead of the log then)."""
+        self._recovered = False
+
+        async def rebuild() -> None:
+            await self._connect_log()
+            await self._recover()
+            await self._configure()
+
+        await self._retrying_log(rebuild, "rebuilding from the log")
+        self._recovered = True
+
+    async def _connect_log(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            # A round sends all its batches before it waits, so lingering only adds latency.
+            linger_ms=0,
+            max_batch_size=1024 * 1024,
+            max_request_size=names.MAX_RECORD_BYTES,
         )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -128,6 +206,42 @@ class EngineApp:
             isolation_level="read_committed",
             fetch_max_bytes=names.MAX_RECORD_BYTES,
             max_partition_fetch_bytes=names.MAX_RECORD_BYTES,
+        )
+
+    async def _recover(self) -> None:
+        """The engine as the log says: the newest usable snapshot, then every batch after it."""
+        started = time.monotonic()
+        handler = CommandHandler(MatchingEngine())
+        views = EngineViews(handler.engine)
+        last_offset = -1
+        snapshot = await self._latest_snapshot()
+        if snapshot is not None:
+            try:
+                handler = CommandHandler.restore(snapshot)
+                views = EngineViews(handler.engine)
+                views.restore_from_snapshot(snapshot)
+                last_offset = snapshot.log_offset
+            except (ValueError, KeyError) as exc:
+                log.error(
+                    "snapshot at log_offset=%d unusable (%r); replaying the whole log",
+                    snapshot.log_offset,
+                    exc,
+                )
+                handler = CommandHandler(MatchingEngine())
+                views = EngineViews(handler.engine)
+                last_offset = -1
+        self.handler, self.views, self.last_offset = handler, views, last_offset
+        replayed, unchecked = await self._replay_log(last_offset + 1)
+        self._views_fresh = False
+        log.info(
+            "recovered snapshot_offset=%s replayed=%d unchecked_older_rules=%d last_offset=%d "
+            "open_orders=%d seconds=%.2f",
+            snapshot.log_offset if snapshot else "-",
+            replayed,
+            unchecked,
+            self.last_offset,
+            len(self.engine.open_orders),
+            time.monotonic() - started,
         )
 
     async def _latest_snapshot(self) -> engine_pb2.EngineSnapshot | None:
@@ -145,50 +259,201 @@ class EngineApp:
         finally:
             await consumer.stop()
 
-    async def _replay_log(self, from_offset: int) -> int:
-        """Re-apply the logged commands (with their logged times) after the snapshot."""
+    async def _replay_log(self, from_offset: int) -> tuple[int, int]:
+        """Re-apply the logged commands with their logged times; (replayed, unchecked).
+
+        Batches logged under this engine's rules version must come out byte for byte as logged;
+        the first that does not stops the start, naming its offset. Batches of an older rules
+        version are replayed under today's rules unchecked (the rules changed on purpose).
+        """
         consumer = self._consumer()
         partition = TopicPartition(self.config.events_topic, 0)
         await consumer.start()
-        replayed = 0
+        replayed = unchecked = 0
         try:
             consumer.assign([partition])
+            begin = (await consumer.beginning_offsets([partition]))[partition]
             end = (await consumer.end_offsets([partition]))[partition]
-            if from_offset >= end:
-                return 0
+            if from_offset < begin:
+                raise LogMismatch(
+                    f"{self.config.events_topic} starts at offset {begin} (older records were "
+                    f"deleted) but the engine needs it from offset {from_offset}: restore the "
+                    "log or a snapshot that covers the gap"
+                )
+            if from_offset > end:
+                raise LogMismatch(
+                    f"the newest snapshot covers {self.config.events_topic} up to offset "
+                    f"{from_offset - 1}, but the log ends at offset {end - 1}: it is not the log "
+                    "the snapshot was taken from"
+                )
+            if from_offset == end:
+                return 0, 0
             consumer.seek(partition, from_offset)
             while self.last_offset < end - 1:
                 records = await consumer.getmany(partition, timeout_ms=1000, max_records=5000)
                 for record in records.get(partition, ()):
-                    batch = engine_pb2.EngineBatch.FromString(record.value)
-                    events = self.handler.apply(batch.command)
-                    if len(events) != len(batch.events):
-                        raise RuntimeError(
-                            f"replay of offset {record.offset} gave {len(events)} events, "
-                            f"the log has {len(batch.events)}: the engine is not deterministic"
-                        )
-                    self.views.record(batch)
-                    self.last_offset = record.offset
-                    if batch.stream_id:
-                        self.last_stream_id = batch.stream_id
                     replayed += 1
+                    if not self._replay_record(record.value, record.offset):
+                        unchecked += 1
         finally:
             await consumer.stop()
-        return replayed
+        return replayed, unchecked
 
-    async def _seed_open_order_fills(self) -> None:
-        """Fills of orders still open are in their cached objects; keep listing them."""
-        order_ids = list(self.engine.open_orders)
-        for start in range(0, len(order_ids), 1000):
-            chunk = order_ids[start : start + 1000]
-            cached = await self.redis.mget([names.order_key(order_id) for order_id in chunk])
-            for order_id, raw in zip(chunk, cached, strict=True):
-                if raw and order_id not in self.views.open_order_fills:
-                    fills = list(types_pb2.Order.FromString(raw).fills)
-                    if fills:
-                        self.views.open_order_fills[order_id] = fills
+    def _replay_record(self, value: bytes, offset: int) -> bool:
+        """Apply one logged batch; True when it was checked against the log."""
+        logged = engine_pb2.EngineBatch.FromString(value)
+        command = logged.command
+        version = self.engine.settings.rules_version
+        if command.WhichOneof("command") == "configure_exchange":
+            # The engine that logged a ConfigureExchange ran the rules it names.
+            version = command.configure_exchange.settings.rules_version
+        checked = version == RULES_VERSION
+        events = [event_to_proto(event) for event in self.handler.apply(command)]
+        if checked:
+            expected = [event.SerializeToString() for event in logged.events]
+            got = [event.SerializeToString() for event in events]
+            if got != expected:
+                index = next(
+                    (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+                    min(len(got), len(expected)),
+                )
+                raise LogMismatch(
+                    f"replay of {self.config.events_topic} offset {offset} differs from the log "
+                    f"at event {index} ({len(got)} events replayed, {len(expected)} logged): the "
+                    "log was altered, or the engine's rules changed without a new RULES_VERSION. "
+                    "The engine will not start on it."
+                )
+        replayed = engine_pb2.EngineBatch(events=events)
+        replayed.command.CopyFrom(command)
+        self.views.record(replayed)
+        self.last_offset = offset
+        return checked
 
-    async def _ensure_group(self) -> None:
+    async def _configure(self) -> None:
+        """Log the settings this start brings: a new log's first settings, a changed
+        environment variable, or this engine's newer rules version."""
+        config = self.config
+        engine = self.engine
+        current = engine.settings
+        desired = ExchangeSettings(
+            rules_version=RULES_VERSION,
+            short_limit=current.short_limit if config.short_limit is None else config.short_limit,
+            max_open_orders=(
+                current.max_open_orders
+                if config.max_open_orders is None
+                else config.max_open_orders
+            ),
+        )
+        new_log = self.last_offset < 0
+        commands = []
+        if desired != current:
+            configure = engine_pb2.ConfigureExchangeCommand()
+            configure.settings.CopyFrom(settings_to_proto(desired))
+            commands.append(
+                engine_pb2.EngineCommand(
+                    command_id=f"configure-{self.incarnation}", configure_exchange=configure
+                )
+            )
+        if config.market_open is not None and config.market_open != engine.market_open:
+            if new_log:
+                commands.append(
+                    engine_pb2.EngineCommand(
+                        command_id=f"close-{self.incarnation}",
+                        close_market=engine_pb2.CloseMarketCommand(),
+                    )
+                )
+            else:
+                log.warning(
+                    "MOCKEX_MARKET_OPEN=%s ignored: the log says the market is %s; the admin "
+                    "API opens and closes it (POST /admin/market/open, /admin/market/close)",
+                    "1" if config.market_open else "0",
+                    "open" if engine.market_open else "closed",
+                )
+        if not commands:
+            return
+        batches = []
+        for command in commands:
+            command.timestamp_ns = time.time_ns()
+            batches.append(self.handler.batch(command))
+        await self._log(batches, [batch.SerializeToString() for batch in batches])
+        for batch in batches:
+            self.views.record(batch)
+        log.info(
+            "settings logged %s",
+            "; ".join(desired.changes_from(current)) or "(market closed at start)",
+        )
+
+    async def _log(self, batches: list[engine_pb2.EngineBatch], payloads: list[bytes]) -> list[int]:
+        """Write the batches to the log and wait for every ack; their offsets."""
+        assert self.producer is not None
+        self._log_wait_started = time.monotonic()
+        try:
+            sends = [
+                await self.producer.send(
+                    self.config.events_topic, payload, key=_batch_key(batch), partition=0
+                )
+                for batch, payload in zip(batches, payloads, strict=True)
+            ]
+            metadata = await asyncio.gather(*sends)
+        finally:
+            self._log_wait_started = None
+        offsets = [record.offset for record in metadata]
+        self.last_offset = offsets[-1]
+        self._logged_since_snapshot += len(offsets)
+        return offsets
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    async def _run_loop(self) -> None:
+        # Entries delivered before a restart or a fault and never acknowledged come first.
+        pending_first = True
+        redis_failures = 0
+        while not self._stopping.is_set():
+            try:
+                if not self._views_fresh:
+                    await self._rewrite_caches()
+                entries = await self._read_commands(pending_first)
+                if pending_first and not entries:
+                    pending_first = False
+                    continue
+                if entries:
+                    await self._process(entries)
+                if self._snapshot_is_due():
+                    await self._take_snapshot()
+                if redis_failures:
+                    log.info("redis reachable again after %d failed attempts", redis_failures)
+                    redis_failures = 0
+            except (RedisError, OSError) as exc:
+                self._views_fresh = False
+                pending_first = True
+                delay = retry_delay(redis_failures)
+                redis_failures += 1
+                if redis_failures == 1 or redis_failures % 20 == 0:
+                    log.warning(
+                        "redis unavailable url=%s error=%r attempt=%d retry_in=%.1fs",
+                        self.config.redis_url,
+                        exc,
+                        redis_failures,
+                        delay,
+                    )
+                await asyncio.sleep(delay)
+            except LogWriteFailed as exc:
+                log.error("the log refused a write (%s); rebuilding the engine from the log", exc)
+                await self._rebuild()
+                pending_first = True
+
+    async def _read_commands(self, pending_first: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        response = await self.redis.xreadgroup(
+            names.ENGINE_GROUP,
+            self.config.consumer_name,
+            {self.config.commands_stream: "0" if pending_first else ">"},
+            count=self.config.batch_size,
+            block=None if pending_first else 100,
+        )
+        return response[0][1] if response else []
+
+    async def _rewrite_caches(self) -> None:
+        """Every cache from the engine's state, then the marker that says they are complete."""
         try:
             await self.redis.xgroup_create(
                 self.config.commands_stream, names.ENGINE_GROUP, id="0", mkstream=True
@@ -196,87 +461,119 @@ class EngineApp:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-
-    # ---- the loop -------------------------------------------------------------------------
-
-    async def _run_loop(self) -> None:
-        config = self.config
-        # Entries delivered to us before a restart and never acknowledged come first.
-        pending_first = True
-        while not self._stopping.is_set():
-            response = await self.redis.xreadgroup(
-                names.ENGINE_GROUP,
-                config.consumer_name,
-                {config.commands_stream: "0" if pending_first else ">"},
-                count=config.batch_size,
-                block=None if pending_first else 100,
-            )
-            entries = response[0][1] if response else []
-            if pending_first and not entries:
-                pending_first = False
-                continue
-            if entries:
-                await self._process(entries)
-            if self._snapshot_is_due():
-                await self._take_snapshot()
-            await self._heartbeat()
+        pipeline = self.redis.pipeline(transaction=False)
+        self.views.write_everything(pipeline)
+        pipeline.set(names.VIEWS_KEY, self.incarnation)
+        await pipeline.execute()
+        self.views.written()
+        self._views_fresh = True
+        log.info(
+            "caches written symbols=%d accounts=%d open_orders=%d last_offset=%d",
+            len(self.engine.symbols),
+            len(self.engine.accounts),
+            len(self.engine.open_orders),
+            self.last_offset,
+        )
 
     async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         handler = self.handler
-        last_applied = stream_id_key(self.last_stream_id) if self.last_stream_id else (-1, -1)
         batches: list[engine_pb2.EngineBatch] = []
-        for raw_id, fields in entries:
-            stream_id = raw_id.decode()
-            if stream_id_key(stream_id) <= last_applied:
-                continue  # already in the log (a restart re-delivers it): only acknowledge it
+        resends: list[engine_pb2.EngineCommand] = []
+        tracing = tracing_enabled()
+        for _, fields in entries:
             command = engine_pb2.EngineCommand.FromString(fields[COMMAND_FIELD])
+            if handler.is_applied(command):
+                resends.append(command)
+                continue
             command.timestamp_ns = time.time_ns()
-            if self._tracing and command.trace_context:
+            if tracing and command.trace_context:
                 with tracer("engine_svc").start_as_current_span(
                     "engine.apply", context=extract_context(command.trace_context)
                 ):
-                    batch = handler.batch(command, stream_id)
+                    batches.append(handler.batch(command))
             else:
-                batch = handler.batch(command, stream_id)
-            batches.append(batch)
-            self.last_stream_id = stream_id
+                batches.append(handler.batch(command))
 
         payloads = [batch.SerializeToString() for batch in batches]
-        if payloads:
-            sends = [
-                await self.producer.send(
-                    self.config.events_topic,
-                    payload,
-                    key=_batch_key(batch),
-                    partition=0,
-                )
-                for batch, payload in zip(batches, payloads, strict=True)
-            ]
-            metadata = await asyncio.gather(*sends)
-            self.last_offset = metadata[-1].offset
-            self._logged_since_snapshot += len(payloads)
+        offsets: list[int] = []
+        if batches:
+            try:
+                offsets = await self._log(batches, payloads)
+            except KafkaError as exc:
+                raise LogWriteFailed(repr(exc)) from exc
+            for batch in batches:
+                self.views.record(batch)
 
         pipeline = self.redis.pipeline(transaction=False)
-        for batch in batches:
-            self.views.record(batch)
-        self.views.write(pipeline, time.time_ns())
-        for batch, payload in zip(batches, payloads, strict=True):
-            pipeline.publish(names.EVENTS_CHANNEL, payload)
+        self.views.write(pipeline)
+        for batch, payload, offset in zip(batches, payloads, offsets, strict=True):
+            published = with_log_offset(payload, offset)
+            pipeline.publish(names.EVENTS_CHANNEL, published)
             if batch.command.reply_to:
-                pipeline.publish(batch.command.reply_to, payload)
+                pipeline.publish(batch.command.reply_to, published)
+        for command in resends:
+            if command.reply_to:
+                pipeline.publish(command.reply_to, self._already_applied(command))
         pipeline.xack(
             self.config.commands_stream, names.ENGINE_GROUP, *[raw_id for raw_id, _ in entries]
         )
-        # Everything up to here is in Kafka, and a restart skips it by stream id anyway: keep the
-        # stream as long as the backlog, which is what the gateway's overload check reads.
+        # Everything up to here is in Kafka, and a resend is answered from the ledger anyway:
+        # keep the stream as long as the backlog, which is what the gateway's overload check reads.
         pipeline.xtrim(self.config.commands_stream, minid=entries[-1][0], approximate=True)
         await pipeline.execute()
+        self.views.written()
 
-    async def _heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self._last_heartbeat >= 1.0:
-            await self.redis.set(names.ENGINE_ALIVE_KEY, b"1", ex=5)
-            self._last_heartbeat = now
+    def _already_applied(self, command: engine_pb2.EngineCommand) -> bytes:
+        reply = engine_pb2.EngineBatch(already_applied=True, log_offset=max(self.last_offset, 0))
+        reply.command.command_id = command.command_id
+        reply.command.session_id = command.session_id
+        reply.command.session_sequence = command.session_sequence
+        return reply.SerializeToString()
+
+    # ---- status -----------------------------------------------------------------------------
+
+    def _serving(self) -> tuple[bool, str]:
+        """Whether the engine takes orders now, and if not why, in a participant's words."""
+        if not self._recovered:
+            return False, "the matching engine is starting (replaying its log); retry shortly"
+        waiting = self._log_wait_started
+        if waiting is not None and time.monotonic() - waiting > LOG_WAIT_NOT_SERVING_SECONDS:
+            return False, "the exchange's log is not answering; orders are not being taken"
+        if not self._views_fresh:
+            return False, "the exchange is rebuilding its caches; retry shortly"
+        return True, ""
+
+    async def _report_status(self) -> None:
+        """Every second: readiness on the health service, EngineStatus in Redis for the
+        gateways, and a check that Redis still holds the caches (it may have come back empty)."""
+        while True:
+            serving, reason = self._serving()
+            if self.grpc is not None:
+                await self.grpc.set_serving(serving and self._redis_reachable)
+            status = engine_pb2.EngineStatus(
+                serving=serving,
+                reason=reason,
+                log_offset=self.last_offset,
+                timestamp_ns=time.time_ns(),
+            )
+            try:
+                pipeline = self.redis.pipeline(transaction=False)
+                pipeline.set(
+                    names.ENGINE_STATUS_KEY,
+                    status.SerializeToString(),
+                    ex=names.ENGINE_STATUS_TTL_SECONDS,
+                )
+                pipeline.exists(names.VIEWS_KEY)
+                _, views_present = await pipeline.execute()
+                self._redis_reachable = True
+                if self._views_fresh and not views_present:
+                    log.warning("redis lost the caches (restarted empty?); rewriting them")
+                    self._views_fresh = False
+            except (RedisError, OSError):
+                self._redis_reachable = False
+            await asyncio.sleep(STATUS_EVERY_SECONDS)
+
+    # ---- snapshots --------------------------------------------------------------------------
 
     def _snapshot_is_due(self) -> bool:
         if not self._logged_since_snapshot:
@@ -290,17 +587,17 @@ class EngineApp:
         """Write a snapshot; a failure is logged, not fatal: the log alone still rebuilds all."""
         try:
             await self._write_snapshot()
-        except Exception:
+        except (KafkaError, OSError):
             log.exception("snapshot failed log_offset=%d; will retry", self.last_offset)
         self._logged_since_snapshot = 0
         self._last_snapshot_time = time.monotonic()
 
     async def _write_snapshot(self) -> None:
-        snapshot = snapshot_engine(self.engine)
+        assert self.producer is not None
+        snapshot = self.handler.snapshot()
         snapshot.log_offset = self.last_offset
-        snapshot.last_stream_id = self.last_stream_id
         snapshot.timestamp_ns = time.time_ns()
-        snapshot.users.extend(self.handler.users.values())
+        self.views.add_to_snapshot(snapshot)
         await self.producer.send_and_wait(
             self.config.snapshots_topic, snapshot.SerializeToString(), partition=0
         )
@@ -312,8 +609,7 @@ class EngineApp:
 def _batch_key(batch: engine_pb2.EngineBatch) -> bytes:
     """Records are keyed by symbol (empty for market-wide commands)."""
     command = batch.command
-    kind = command.WhichOneof("command")
-    if kind == "place_order":
+    if command.WhichOneof("command") == "place_order":
         return command.place_order.symbol.encode()
     for event in batch.events:
         if event.symbol:

@@ -1,22 +1,27 @@
 """The matching engine: commands and times in, events out. No I/O, no clock, no randomness.
 
 Continuous price-time priority per symbol; a trade executes at the resting order's price. Accounts
-are checked and moved for orders that carry a user id; user-less orders (benchmark flows) skip
-accounts and self-trade prevention. Business-rule violations become REJECTED orders with a reason,
-never exceptions. Admin commands with bad arguments (a duplicate symbol, say) raise ValueError:
-the service validates them before they reach the engine.
+are checked (risk.py) and moved (settlement.py) for orders that carry a user id; user-less orders
+(benchmark flows) skip accounts and self-trade prevention. Business-rule violations become
+REJECTED orders with a reason, and commands the engine cannot carry out become CommandRefused
+events: rejections are data, never exceptions.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from engine_svc.accounts import CASH_UNITS_PER_CURRENCY, Account
-from engine_svc.book import BookSide, OrderBook, PriceLevel
+from engine_svc import risk
+from engine_svc.accounts import CASH_UNITS_PER_CURRENCY, Account, Position
+from engine_svc.book import BookSide, OrderBook
 from engine_svc.events import (
+    AccountCreated,
     BookLevelChanged,
     CancelRejected,
+    CashAdjusted,
+    CommandRefused,
     Event,
+    Grant,
     MarketStateChanged,
     OrderAccepted,
     OrderCancelled,
@@ -24,30 +29,37 @@ from engine_svc.events import (
     OrderFilled,
     OrderRejected,
     QuoteChanged,
+    SettingsChanged,
     SymbolAdded,
     TradeExecuted,
+    TradingDayClosed,
+    TradingDayOpened,
+    TradingHalted,
+    TradingResumed,
 )
 from engine_svc.orders import (
     MAX_ORDER_QUANTITY,
     Order,
     OrderStatus,
+    OrderTerms,
     OrderType,
     Reason,
+    Refusal,
     Side,
     SymbolStatus,
     TimeInForce,
 )
+from engine_svc.rules import ExchangeSettings
+from engine_svc.settlement import settle
 
 BUY = Side.BUY
 SELL = Side.SELL
 LIMIT = OrderType.LIMIT
 MARKET = OrderType.MARKET
-NEW = OrderStatus.NEW
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 FILLED = OrderStatus.FILLED
 CANCELLED = OrderStatus.CANCELLED
 EXPIRED = OrderStatus.EXPIRED
-REJECTED = OrderStatus.REJECTED
 GFD = TimeInForce.GFD
 FOK = TimeInForce.FOK
 RESTING_TIME_IN_FORCE = (GFD, TimeInForce.GTC)
@@ -68,6 +80,7 @@ class SymbolState:
         "tick_size_value",
         "tick_cash",
         "lot_size",
+        "reference_price",
         "book",
         "sequence",
         "halted",
@@ -81,12 +94,16 @@ class SymbolState:
         "last_quote",
     )
 
-    def __init__(self, symbol: str, tick_size: str, lot_size: int) -> None:
+    def __init__(
+        self, symbol: str, tick_size: str, lot_size: int, reference_price: int = 0
+    ) -> None:
         self.symbol = symbol
         self.tick_size = tick_size
         self.tick_size_value = float(tick_size)
         self.tick_cash = int(Decimal(tick_size) * CASH_UNITS_PER_CURRENCY)
         self.lot_size = lot_size
+        self.reference_price = reference_price
+        """Ticks granted positions are valued at when no cost basis is given; 0 for none."""
         self.book = OrderBook(symbol)
         self.sequence = 0
         self.halted = False
@@ -105,53 +122,139 @@ def parse_tick_size(tick_size: str) -> Decimal:
     try:
         value = Decimal(tick_size)
     except InvalidOperation as exc:
-        raise ValueError(f"tick_size {tick_size!r} is not a number") from exc
+        raise ValueError(f"tickSize {tick_size!r} is not a number") from exc
     if not value.is_finite() or value <= 0:
-        raise ValueError(f"tick_size {tick_size!r} must be positive")
+        raise ValueError(f"tickSize {tick_size!r} must be positive")
     if (value * CASH_UNITS_PER_CURRENCY) % 1:
-        raise ValueError(f"tick_size {tick_size!r} must be a multiple of 0.0001")
+        raise ValueError(f"tickSize {tick_size!r} must be a multiple of 0.0001")
     return value
+
+
+def _refused(
+    reason: Refusal, message: str, now: int, user_id: str = "", order_id: str = ""
+) -> CommandRefused:
+    return CommandRefused("", 0, now, reason, message, user_id, order_id)
 
 
 class MatchingEngine:
     """All symbols and accounts of one exchange. The single writer: call it from one thread."""
 
-    def __init__(
-        self, *, market_open: bool = True, short_limit: int = 0, max_open_orders: int = 0
-    ) -> None:
+    def __init__(self, settings: ExchangeSettings | None = None, market_open: bool = True) -> None:
+        self.settings = settings or ExchangeSettings()
         self.market_open = market_open
-        self.short_limit = short_limit
-        """How far below zero a position may go per symbol (0: no shorting)."""
-        self.max_open_orders = max_open_orders
-        """Open orders allowed per user (0: no limit)."""
         self.symbols: dict[str, SymbolState] = {}
         self.accounts: dict[str, Account] = {}
         self.open_orders: dict[str, Order] = {}
         self.open_order_counts: dict[str, int] = {}
+        self.client_orders: dict[tuple[str, str], str] = {}
+        """(user id, clientOrderId) -> the order it was first given to, for the trading day."""
+        self.exchange_sequence = 0
 
     # ---- admin commands -------------------------------------------------------------------
 
+    def configure(self, settings: ExchangeSettings, now: int) -> list[Event]:
+        """Take new settings; they apply to orders from now on (resting orders keep theirs)."""
+        previous = self.settings
+        if settings == previous:
+            return []
+        self.settings = settings
+        return [SettingsChanged("", 0, now, self._next_exchange_sequence(), settings, previous)]
+
     def add_symbol(
-        self, symbol: str, now: int, tick_size: str = "0.01", lot_size: int = 1
+        self,
+        symbol: str,
+        now: int,
+        tick_size: str = "0.01",
+        lot_size: int = 1,
+        reference_price: int = 0,
     ) -> list[Event]:
         if symbol in self.symbols:
-            raise ValueError(f"symbol {symbol!r} already exists")
+            return [_refused(Refusal.SYMBOL_EXISTS, f"symbol {symbol} is already listed", now)]
         if lot_size < 1:
-            raise ValueError(f"lot_size {lot_size} must be at least 1")
-        tick_size = str(parse_tick_size(tick_size))
-        state = self.symbols[symbol] = SymbolState(symbol, tick_size, lot_size)
+            return [_refused(Refusal.INVALID_ARGUMENT, "lotSize must be at least 1", now)]
+        if reference_price < 0:
+            message = "referencePrice must not be negative"
+            return [_refused(Refusal.INVALID_ARGUMENT, message, now)]
+        try:
+            tick_size = str(parse_tick_size(tick_size))
+        except ValueError as exc:
+            return [_refused(Refusal.INVALID_ARGUMENT, str(exc), now)]
+        state = self.symbols[symbol] = SymbolState(symbol, tick_size, lot_size, reference_price)
         state.sequence = 1
-        return [SymbolAdded(symbol, 1, now, tick_size, lot_size)]
+        return [
+            SymbolAdded(
+                symbol,
+                1,
+                now,
+                self._next_exchange_sequence(),
+                tick_size,
+                lot_size,
+                reference_price,
+            )
+        ]
 
     def create_account(
-        self, user_id: str, cash: int, positions: dict[str, int] | None = None
-    ) -> None:
-        """Open an account with `cash` in cash units and starting positions per symbol."""
+        self,
+        user_id: str,
+        cash: int,
+        now: int,
+        grants: tuple[Grant, ...] = (),
+        admin: bool = False,
+        api_key_sha256: str = "",
+    ) -> list[Event]:
+        """Open an account with `cash` (cash units) and starting positions at a cost basis.
+
+        A grant's price of 0 takes the symbol's reference price (0 if it has none).
+        """
         if not user_id:
-            raise ValueError("user_id must not be empty")
+            return [_refused(Refusal.INVALID_ARGUMENT, "userId must not be empty", now)]
         if user_id in self.accounts:
-            raise ValueError(f"account {user_id!r} already exists")
-        self.accounts[user_id] = Account(user_id, cash, positions)
+            message = f"userId {user_id} already exists"
+            return [_refused(Refusal.ACCOUNT_EXISTS, message, now, user_id)]
+        valued: list[Grant] = []
+        for grant in grants:
+            state = self.symbols.get(grant.symbol)
+            if state is None:
+                message = f"positions: symbol {grant.symbol} is not listed"
+                return [_refused(Refusal.UNKNOWN_SYMBOL, message, now, user_id)]
+            valued.append(Grant(grant.symbol, grant.quantity, grant.price or state.reference_price))
+        account = Account(user_id, cash, admin=admin, api_key_sha256=api_key_sha256)
+        for grant in valued:
+            cost = grant.quantity * grant.price * self.symbols[grant.symbol].tick_cash
+            account.positions[grant.symbol] = Position(grant.quantity, cost)
+            account.starting_value += cost
+        self.accounts[user_id] = account
+        return [
+            AccountCreated(
+                "",
+                0,
+                now,
+                self._next_exchange_sequence(),
+                user_id,
+                admin,
+                api_key_sha256,
+                cash,
+                tuple(valued),
+                account.starting_value,
+            )
+        ]
+
+    def adjust_cash(self, user_id: str, amount: int, now: int) -> list[Event]:
+        """Give (amount > 0) or take cash; the starting value moves with it, the P&L does not."""
+        account = self.accounts.get(user_id)
+        if account is None:
+            message = f"userId {user_id} has no account"
+            return [_refused(Refusal.UNKNOWN_ACCOUNT, message, now, user_id)]
+        if account.cash + amount < account.reserved_cash:
+            units = CASH_UNITS_PER_CURRENCY
+            message = (
+                f"amount would leave cash of {(account.cash + amount) / units:g}, below the "
+                f"{account.reserved_cash / units:g} the account's open orders hold"
+            )
+            return [_refused(Refusal.INVALID_ARGUMENT, message, now, user_id)]
+        account.cash += amount
+        account.starting_value += amount
+        return [CashAdjusted("", 0, now, user_id, amount, account.cash, account.starting_value)]
 
     def symbol_status(self, state: SymbolState) -> SymbolStatus:
         if not self.market_open:
@@ -164,6 +267,7 @@ class MatchingEngine:
         if self.market_open:
             return events
         self.market_open = True
+        events.append(TradingDayOpened("", 0, now, self._next_exchange_sequence()))
         for state in self.symbols.values():
             state.open = state.high = state.low = state.volume = 0
             self._emit_market_state(state, events, now)
@@ -171,23 +275,22 @@ class MatchingEngine:
         return events
 
     def close_market(self, now: int) -> list[Event]:
-        """End the trading day: every resting GFD order expires (GTC orders stay)."""
+        """End the trading day: every resting GFD order expires (GTC orders stay), and the day's
+        clientOrderIds are forgotten."""
         events: list[Event] = []
         if not self.market_open:
             return events
         self.market_open = False
+        self.client_orders.clear()
         for state in self.symbols.values():
             for book_side in (state.book.bids, state.book.asks):
-                for level in list(book_side.iter_levels()):
-                    for order in list(level.orders.values()):
-                        if order.time_in_force == GFD:
-                            self._remove_resting(state, book_side, level, order, events, now)
-                            self._finish(order, EXPIRED, Reason.DAY_CLOSE, now)
-                            events.append(
-                                _new(OrderExpired, (state.symbol, state.sequence, now, order))
-                            )
+                for order in list(book_side.iter_orders()):
+                    if order.time_in_force == GFD:
+                        self._take_off_book(state, book_side, order, events, now)
+                        self._finish(state, order, EXPIRED, Reason.DAY_CLOSE, now, events)
             self._emit_market_state(state, events, now)
             self._emit_quote_if_changed(state, events, now)
+        events.append(TradingDayClosed("", 0, now, self._next_exchange_sequence()))
         return events
 
     def halt(self, now: int, symbol: str = "") -> list[Event]:
@@ -198,13 +301,17 @@ class MatchingEngine:
 
     def _set_halted(self, halted: bool, symbol: str, now: int) -> list[Event]:
         if symbol and symbol not in self.symbols:
-            raise ValueError(f"unknown symbol {symbol!r}")
+            message = f"symbol {symbol} is not listed"
+            return [_refused(Refusal.UNKNOWN_SYMBOL, message, now)]
         states = [self.symbols[symbol]] if symbol else list(self.symbols.values())
         events: list[Event] = []
         for state in states:
             if state.halted != halted:
                 state.halted = halted
                 self._emit_market_state(state, events, now)
+        if events:
+            kind = TradingHalted if halted else TradingResumed
+            events.append(kind(symbol, 0, now, self._next_exchange_sequence()))
         return events
 
     def _emit_market_state(self, state: SymbolState, events: list[Event], now: int) -> None:
@@ -213,6 +320,10 @@ class MatchingEngine:
         events.append(
             _new(MarketStateChanged, (state.symbol, state.sequence, now, self.symbol_status(state)))
         )
+
+    def _next_exchange_sequence(self) -> int:
+        self.exchange_sequence += 1
+        return self.exchange_sequence
 
     # ---- orders ---------------------------------------------------------------------------
 
@@ -229,46 +340,62 @@ class MatchingEngine:
         now: int,
         client_order_id: str = "",
     ) -> list[Event]:
-        """Accept or reject a new order, match it, and rest or expire what is left."""
+        """Accept or reject a new order, match it, and rest or expire what is left.
+
+        A clientOrderId the user already sent today is refused, naming the first order.
+        """
+        if client_order_id and user_id:
+            key = (user_id, client_order_id)
+            first = self.client_orders.get(key)
+            if first is not None:
+                message = f"clientOrderId {client_order_id!r} was already used by order {first}"
+                return [_refused(Refusal.DUPLICATE_CLIENT_ORDER_ID, message, now, user_id, first)]
+            self.client_orders[key] = order_id
         if type == MARKET:
             price = 0
-        order = Order(
-            order_id,
-            user_id,
-            symbol,
-            side,
-            type,
-            time_in_force,
-            price,
-            quantity,
-            now,
-            client_order_id,
+        terms = _new(
+            OrderTerms,
+            (
+                order_id,
+                user_id,
+                symbol,
+                side,
+                type,
+                time_in_force,
+                price,
+                quantity,
+                client_order_id,
+                now,
+            ),
         )
+        order = Order(terms)
         events: list[Event] = []
         state = self.symbols.get(symbol)
         if state is None:
-            self._finish(order, REJECTED, Reason.UNKNOWN_SYMBOL, now)
-            events.append(_new(OrderRejected, (symbol, 0, now, order)))
+            events.append(_new(OrderRejected, (symbol, 0, now, terms, Reason.UNKNOWN_SYMBOL)))
             return events
 
-        account = None
         reason = self._validate(order, state)
         if not reason and user_id:
-            account = self.accounts.get(user_id)
-            reason = self._reserve(order, state, account)
+            reason = risk.reserve(
+                order,
+                self.accounts.get(user_id),
+                state.book.asks,
+                state.tick_cash,
+                self.settings,
+                self.open_order_counts.get(user_id, 0),
+            )
         if reason:
-            self._finish(order, REJECTED, reason, now)
-            events.append(_new(OrderRejected, (symbol, state.sequence, now, order)))
+            events.append(_new(OrderRejected, (symbol, state.sequence, now, terms, reason)))
             return events
 
         self.open_orders[order_id] = order
         if user_id:
             self.open_order_counts[user_id] = self.open_order_counts.get(user_id, 0) + 1
-        events.append(_new(OrderAccepted, (symbol, state.sequence, now, order)))
+        events.append(_new(OrderAccepted, (symbol, state.sequence, now, terms)))
 
         if time_in_force == FOK and not self._can_fill_whole(order, state):
-            self._finish(order, EXPIRED, Reason.FILL_OR_KILL, now)
-            events.append(_new(OrderExpired, (symbol, state.sequence, now, order)))
+            self._finish(state, order, EXPIRED, Reason.FILL_OR_KILL, now, events)
             return events
 
         self._match(order, state, events, now)
@@ -297,8 +424,7 @@ class MatchingEngine:
                     expiry_reason = Reason.NO_LIQUIDITY
                 else:
                     expiry_reason = Reason.UNFILLED_REMAINDER
-                self._finish(order, EXPIRED, expiry_reason, now)
-                events.append(_new(OrderExpired, (symbol, state.sequence, now, order)))
+                self._finish(state, order, EXPIRED, expiry_reason, now, events)
         self._emit_quote_if_changed(state, events, now)
         return events
 
@@ -312,14 +438,13 @@ class MatchingEngine:
         if order.user_id != user_id and not is_admin:
             return [CancelRejected(order.symbol, 0, now, order_id, user_id, Reason.NOT_ORDER_OWNER)]
         state = self.symbols[order.symbol]
-        book_side = state.book.bids if order.side == BUY else state.book.asks
         events: list[Event] = []
-        self._remove_resting(state, book_side, book_side.levels[order.price], order, events, now)
+        book_side = state.book.bids if order.side == BUY else state.book.asks
+        self._take_off_book(state, book_side, order, events, now)
         reason = (
             Reason.CANCELLED_BY_OWNER if order.user_id == user_id else Reason.CANCELLED_BY_ADMIN
         )
-        self._finish(order, CANCELLED, reason, now)
-        events.append(_new(OrderCancelled, (state.symbol, state.sequence, now, order)))
+        self._finish(state, order, CANCELLED, reason, now, events)
         self._emit_quote_if_changed(state, events, now)
         return events
 
@@ -344,52 +469,13 @@ class MatchingEngine:
             return Reason.SYMBOL_HALTED
         return Reason.NONE
 
-    def _reserve(self, order: Order, state: SymbolState, account: Account | None) -> Reason:
-        """Check the account can back the order and hold cash (BUY) or position (SELL) for it."""
-        if account is None:
-            return Reason.UNKNOWN_USER
-        max_open = self.max_open_orders
-        if max_open and self.open_order_counts.get(order.user_id, 0) >= max_open:
-            return Reason.OPEN_ORDER_LIMIT
-        if order.side == BUY:
-            if order.type == LIMIT:
-                needed = order.price * order.quantity * state.tick_cash
-            else:
-                needed = self._market_buy_cost(order, state)
-            if needed > account.cash - account.reserved_cash:
-                return Reason.INSUFFICIENT_CASH
-            account.reserved_cash += needed
-            order.reserved_cash = needed
-        else:
-            position = account.position(order.symbol)
-            if position.quantity - position.reserved + self.short_limit < order.quantity:
-                return Reason.INSUFFICIENT_POSITION
-            position.reserved += order.quantity
-        return Reason.NONE
-
-    def _market_buy_cost(self, order: Order, state: SymbolState) -> int:
-        """Cash a MARKET BUY needs for what the book can give it now (own orders skipped)."""
-        wanted = order.quantity
-        cost = 0
-        for level in state.book.asks.iter_levels():
-            for resting in level.orders.values():
-                if resting.user_id == order.user_id:
-                    continue
-                taken = min(wanted, resting.remaining)
-                cost += taken * level.price
-                wanted -= taken
-                if not wanted:
-                    return cost * state.tick_cash
-        return cost * state.tick_cash
-
     def _can_fill_whole(self, order: Order, state: SymbolState) -> bool:
         """FOK test: is there enough liquidity within the limit, not counting own orders?"""
         wanted = order.quantity
         is_buy = order.side == BUY
         limit = order.price if order.type == LIMIT else 0
         user_id = order.user_id
-        book_side = state.book.asks if is_buy else state.book.bids
-        for level in book_side.iter_levels():
+        for level in state.book.opposite(order.side).iter_levels():
             if limit and (level.price > limit if is_buy else level.price < limit):
                 return False
             if user_id:
@@ -405,7 +491,10 @@ class MatchingEngine:
         return False
 
     def _match(self, order: Order, state: SymbolState, events: list[Event], now: int) -> None:
-        """Trade `order` against the opposite side, best price first, oldest first."""
+        """Trade `order` against the opposite side, best price first, oldest first.
+
+        The engine's one hot loop, kept flat: fills come off the front of a level inline.
+        """
         is_buy = order.side == BUY
         book_side = state.book.asks if is_buy else state.book.bids
         levels = book_side.levels
@@ -418,6 +507,7 @@ class MatchingEngine:
         accounts = self.accounts
         append = events.append
         resting_side = SELL if is_buy else BUY
+        terms = order.terms
         while order.remaining and book_side.best_key is not None:
             price = book_side.best_key * sign
             if has_limit and (price > limit if is_buy else price < limit):
@@ -427,17 +517,16 @@ class MatchingEngine:
             while order.remaining and resting_orders:
                 resting = next(iter(resting_orders.values()))
                 if user_id and resting.user_id == user_id:
-                    self._remove_resting(state, book_side, level, resting, events, now)
-                    self._finish(resting, CANCELLED, Reason.SELF_TRADE, now)
-                    append(_new(OrderCancelled, (symbol, state.sequence, now, resting)))
+                    self._take_off_book(state, book_side, resting, events, now)
+                    self._finish(state, resting, CANCELLED, Reason.SELF_TRADE, now, events)
                     continue
                 quantity = (
                     order.remaining if order.remaining < resting.remaining else resting.remaining
                 )
                 state.trade_count += 1
                 trade_id = f"{symbol}-{state.trade_count}"
-                if order.user_id or resting.user_id:
-                    self._settle(order, resting, state, price, quantity)
+                if user_id or resting.user_id:
+                    settle(accounts, symbol, state.tick_cash, order, resting, price, quantity)
 
                 resting.remaining -= quantity
                 resting.filled_quantity += quantity
@@ -453,25 +542,24 @@ class MatchingEngine:
                         book_side.remove_level(level)
                     del open_orders[resting.order_id]
                     if resting.user_id:
-                        self._release(resting, accounts.get(resting.user_id))
+                        self._release(resting)
 
                 order.remaining -= quantity
                 order.filled_quantity += quantity
                 order.filled_notional += price * quantity
-                order.updated_at = now
                 order.status = PARTIALLY_FILLED if order.remaining else FILLED
 
                 if is_buy:
                     buy, sell = order, resting
                 else:
                     buy, sell = resting, order
-                sequence = state.sequence
+                sequence = state.sequence + 1
                 append(
                     _new(
                         TradeExecuted,
                         (
                             symbol,
-                            sequence + 1,
+                            sequence,
                             now,
                             trade_id,
                             price,
@@ -489,9 +577,9 @@ class MatchingEngine:
                         OrderFilled,
                         (
                             symbol,
-                            sequence + 1,
+                            sequence,
                             now,
-                            resting,
+                            resting.terms,
                             trade_id,
                             price,
                             quantity,
@@ -506,9 +594,9 @@ class MatchingEngine:
                         OrderFilled,
                         (
                             symbol,
-                            sequence + 1,
+                            sequence,
                             now,
-                            order,
+                            terms,
                             trade_id,
                             price,
                             quantity,
@@ -523,7 +611,7 @@ class MatchingEngine:
                         BookLevelChanged,
                         (
                             symbol,
-                            sequence + 2,
+                            sequence + 1,
                             now,
                             resting_side,
                             price,
@@ -532,37 +620,14 @@ class MatchingEngine:
                         ),
                     )
                 )
-                state.sequence = sequence + 2
+                state.sequence = sequence + 1
                 self._record_trade(state, price, quantity)
+        if order.filled_quantity:
+            order.updated_at = now
         if not order.remaining:
             del open_orders[order.order_id]
             if user_id:
-                self._release(order, accounts.get(user_id))
-
-    def _settle(
-        self, order: Order, resting: Order, state: SymbolState, price: int, quantity: int
-    ) -> None:
-        """Move cash and positions of both parties for one execution."""
-        notional = price * quantity * state.tick_cash
-        currency_price = price * state.tick_size_value
-        for party in (order, resting):
-            account = self.accounts.get(party.user_id) if party.user_id else None
-            if account is None:
-                continue
-            position = account.position(state.symbol)
-            if party.side == BUY:
-                account.cash -= notional
-                if party.type == LIMIT:
-                    released = party.price * quantity * state.tick_cash
-                else:
-                    released = notional
-                party.reserved_cash -= released
-                account.reserved_cash -= released
-                position.apply_fill(quantity, currency_price)
-            else:
-                account.cash += notional
-                position.reserved -= quantity
-                position.apply_fill(-quantity, currency_price)
+                self._release(order)
 
     def _record_trade(self, state: SymbolState, price: int, quantity: int) -> None:
         state.last = price
@@ -575,20 +640,16 @@ class MatchingEngine:
         elif price < state.low:
             state.low = price
 
-    def _remove_resting(
+    def _take_off_book(
         self,
         state: SymbolState,
         book_side: BookSide,
-        level: PriceLevel,
         order: Order,
         events: list[Event],
         now: int,
     ) -> None:
-        """Take a resting order off its level (not a fill) and publish the level's new state."""
-        del level.orders[order.order_id]
-        level.quantity -= order.remaining
-        if not level.orders:
-            book_side.remove_level(level)
+        """Take a resting order off the book (not a fill) and publish its level's new state."""
+        level = book_side.remove(order)
         state.sequence += 1
         events.append(
             _new(
@@ -605,27 +666,43 @@ class MatchingEngine:
             )
         )
 
-    def _finish(self, order: Order, status: OrderStatus, reason: Reason, now: int) -> None:
-        """Close an order that did not fill completely: release what it still holds."""
+    def _finish(
+        self,
+        state: SymbolState,
+        order: Order,
+        status: OrderStatus,
+        reason: Reason,
+        now: int,
+        events: list[Event],
+    ) -> None:
+        """Close an accepted order that did not fill completely, give back what it holds, and
+        emit its OrderCancelled or OrderExpired."""
         order.status = status
         order.reason = reason
         order.updated_at = now
-        if status == REJECTED:
-            return
-        self.open_orders.pop(order.order_id, None)
+        del self.open_orders[order.order_id]
         if order.user_id:
-            self._release(order, self.accounts.get(order.user_id))
+            self._release(order)
+        kind = OrderCancelled if status == CANCELLED else OrderExpired
+        events.append(
+            _new(
+                kind,
+                (
+                    state.symbol,
+                    state.sequence,
+                    now,
+                    order.terms,
+                    reason,
+                    order.filled_quantity,
+                    order.filled_notional,
+                ),
+            )
+        )
 
-    def _release(self, order: Order, account: Account | None) -> None:
-        """Give back the cash or position an order no longer needs, and count it closed."""
+    def _release(self, order: Order) -> None:
+        """The order no longer counts as open for its user, nor holds cash or position."""
         self.open_order_counts[order.user_id] -= 1
-        if account is None:
-            return
-        if order.side == BUY:
-            account.reserved_cash -= order.reserved_cash
-            order.reserved_cash = 0
-        else:
-            account.position(order.symbol).reserved -= order.remaining
+        risk.release(order, self.accounts.get(order.user_id))
 
     def refresh_last_quote(self, state: SymbolState) -> tuple[int, int, int, int, int]:
         """Recompute the symbol's top of book; returns (bid, bid_size, ask, ask_size, trades)."""

@@ -1,40 +1,48 @@
-"""Events the engine emits, in past tense. Immutable tuples: cheap to build on the hot path.
+"""Events the engine emits, in past tense: immutable values, cheap to build on the hot path.
 
 Every event starts with (symbol, sequence, timestamp). `sequence` counts the symbol's market
-data events (book, trade, quote, symbol added), +1 each, so market-data consumers see no gaps;
-order events and market state carry the current value without increasing it; 0
-only for replies that belong to no symbol's stream (CancelRejected, and orders rejected for an
-unknown symbol). Order events hold the `Order` itself for its identity fields;
-an order is final when its finishing event is emitted, so OrderRejected/Cancelled/Expired read
-the rest from it, while OrderFilled carries the state as of that fill.
+data events (book, trade, quote, listing), +1 each, so market-data consumers see no gaps; order
+events and market states carry the current value without increasing it; it is 0 for events of no
+symbol's stream (exchange-wide events, refusals, and orders rejected for an unknown symbol).
+Exchange-wide events (trading day, halts, listings, accounts, settings) carry an
+`exchange_sequence` of their own, +1 each.
+
+Order events carry the order's terms (an immutable OrderTerms) and its state at that moment,
+never the live Order: a consumer reading an event later reads what was true when it happened.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine_svc.orders import Order, OrderStatus, Reason, Side, SymbolStatus
+from engine_svc.orders import OrderStatus, OrderTerms, Reason, Refusal, Side, SymbolStatus
+from engine_svc.rules import ExchangeSettings
 
 
 class OrderAccepted(NamedTuple):
+    """Accepted and not yet matched: NEW, nothing filled."""
+
     symbol: str
     sequence: int
     timestamp: int
-    order: Order
+    order: OrderTerms
 
 
 class OrderRejected(NamedTuple):
     symbol: str
     sequence: int
     timestamp: int
-    order: Order
+    order: OrderTerms
+    reason: Reason
 
 
 class OrderFilled(NamedTuple):
+    """One execution of one order, with the order's filled totals and status after it."""
+
     symbol: str
     sequence: int
     timestamp: int
-    order: Order
+    order: OrderTerms
     trade_id: str
     price: int
     quantity: int
@@ -47,14 +55,20 @@ class OrderCancelled(NamedTuple):
     symbol: str
     sequence: int
     timestamp: int
-    order: Order
+    order: OrderTerms
+    reason: Reason
+    filled_quantity: int
+    filled_notional: int
 
 
 class OrderExpired(NamedTuple):
     symbol: str
     sequence: int
     timestamp: int
-    order: Order
+    order: OrderTerms
+    reason: Reason
+    filled_quantity: int
+    filled_notional: int
 
 
 class CancelRejected(NamedTuple):
@@ -116,11 +130,100 @@ class MarketStateChanged(NamedTuple):
 
 
 class SymbolAdded(NamedTuple):
+    """A listing: the symbol's first market-data event and an exchange-wide event."""
+
     symbol: str
     sequence: int
     timestamp: int
+    exchange_sequence: int
     tick_size: str
     lot_size: int
+    reference_price: int
+
+
+class TradingDayOpened(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+
+
+class TradingDayClosed(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+
+
+class TradingHalted(NamedTuple):
+    """`symbol` is the halted one, or "" for every symbol; not part of its market data."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+
+
+class TradingResumed(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+
+
+class Grant(NamedTuple):
+    """A starting position and the cost basis per share (ticks) it is valued at."""
+
+    symbol: str
+    quantity: int
+    price: int
+
+
+class AccountCreated(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+    user_id: str
+    admin: bool
+    api_key_sha256: str
+    cash: int
+    grants: tuple[Grant, ...]
+    starting_value: int
+
+
+class SettingsChanged(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+    settings: ExchangeSettings
+    previous: ExchangeSettings
+
+
+class CashAdjusted(NamedTuple):
+    """Private to the account's owner, so not exchange-wide."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    user_id: str
+    amount: int
+    cash: int
+    starting_value: int
+
+
+class CommandRefused(NamedTuple):
+    """A command not carried out; `order_id` names the first order of a duplicate
+    clientOrderId."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    reason: Refusal
+    message: str
+    user_id: str
+    order_id: str
 
 
 Event = (
@@ -135,4 +238,23 @@ Event = (
     | QuoteChanged
     | MarketStateChanged
     | SymbolAdded
+    | TradingDayOpened
+    | TradingDayClosed
+    | TradingHalted
+    | TradingResumed
+    | AccountCreated
+    | SettingsChanged
+    | CashAdjusted
+    | CommandRefused
 )
+
+EXCHANGE_WIDE = (
+    SymbolAdded,
+    TradingDayOpened,
+    TradingDayClosed,
+    TradingHalted,
+    TradingResumed,
+    AccountCreated,
+    SettingsChanged,
+)
+"""Event types that carry an exchange_sequence."""

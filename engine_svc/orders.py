@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class Side(IntEnum):
@@ -60,6 +61,17 @@ class Reason(IntEnum):
     NOT_ORDER_OWNER = 17
 
 
+class Refusal(IntEnum):
+    """Why the engine did not carry out a command (proto RefusalReason)."""
+
+    DUPLICATE_CLIENT_ORDER_ID = 1
+    ACCOUNT_EXISTS = 2
+    SYMBOL_EXISTS = 3
+    UNKNOWN_SYMBOL = 4
+    UNKNOWN_ACCOUNT = 5
+    INVALID_ARGUMENT = 6
+
+
 FINISHED_STATUSES = frozenset(
     (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
 )
@@ -67,14 +79,32 @@ FINISHED_STATUSES = frozenset(
 MAX_ORDER_QUANTITY = 1_000_000
 
 
+class OrderTerms(NamedTuple):
+    """What an order is, fixed when it is placed: events carry it as a value, never the live
+    order, so an event says what was true when it was emitted."""
+
+    order_id: str
+    user_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+    client_order_id: str
+    created_at: int
+
+
 class Order:
     """One order and its live state. Prices are integer ticks, quantities integer units.
 
-    The identity fields never change after creation; `remaining`, `filled_quantity`,
-    `filled_notional`, `status`, `reason`, `updated_at` and `reserved_cash` move as it trades.
+    The terms are also kept as plain attributes, which the matching loop reads far more cheaply
+    than tuple fields. `remaining`, `filled_quantity`, `filled_notional`, `status`, `reason`,
+    `updated_at` and `reserved_cash` move as it trades.
     """
 
     __slots__ = (
+        "terms",
         "order_id",
         "user_id",
         "symbol",
@@ -83,8 +113,6 @@ class Order:
         "time_in_force",
         "price",
         "quantity",
-        "client_order_id",
-        "created_at",
         "remaining",
         "filled_quantity",
         "filled_notional",
@@ -94,35 +122,25 @@ class Order:
         "reserved_cash",
     )
 
-    def __init__(
-        self,
-        order_id: str,
-        user_id: str,
-        symbol: str,
-        side: Side,
-        type: OrderType,
-        time_in_force: TimeInForce,
-        price: int,
-        quantity: int,
-        created_at: int,
-        client_order_id: str = "",
-    ) -> None:
-        self.order_id = order_id
-        self.user_id = user_id
-        self.symbol = symbol
-        self.side = side
-        self.type = type
-        self.time_in_force = time_in_force
-        self.price = price
-        self.quantity = quantity
-        self.client_order_id = client_order_id
-        self.created_at = created_at
-        self.remaining = quantity
+    def __init__(self, terms: OrderTerms) -> None:
+        self.terms = terms
+        (
+            self.order_id,
+            self.user_id,
+            self.symbol,
+            self.side,
+            self.type,
+            self.time_in_force,
+            self.price,
+            self.quantity,
+            _,
+            self.updated_at,
+        ) = terms
+        self.remaining = self.quantity
         self.filled_quantity = 0
         self.filled_notional = 0
         self.status = OrderStatus.NEW
         self.reason = Reason.NONE
-        self.updated_at = created_at
         self.reserved_cash = 0
 
     @property

@@ -1,24 +1,40 @@
-"""Wire to domain: applies an EngineCommand to the MatchingEngine and returns the EngineBatch."""
+"""Wire to domain: applies an EngineCommand to the MatchingEngine and returns the EngineBatch.
+
+Also keeps the ledger of applied gateway commands (engine_svc.sessions), so that the same command
+sent twice is applied once; both are replayed from the log and kept in snapshots.
+"""
 
 from __future__ import annotations
 
-from engine_svc.codec import event_to_proto
+from engine_svc.codec import (
+    event_to_proto,
+    grants_from_proto,
+    restore_engine,
+    settings_from_proto,
+    snapshot_engine,
+)
 from engine_svc.engine import MatchingEngine
-from engine_svc.events import Event
+from engine_svc.events import Event, Grant
+from engine_svc.sessions import CommandLedger, SessionLedger
 from exchange.internal.v1 import engine_pb2
 
 
 class CommandHandler:
-    """Applies commands in log order. Admin commands the engine refuses (a duplicate symbol,
-    say) produce no events; the gateway validates them first, so this is a safety net."""
-
-    def __init__(self, engine: MatchingEngine) -> None:
+    def __init__(self, engine: MatchingEngine, ledger: CommandLedger | None = None) -> None:
         self.engine = engine
-        self.users: dict[str, engine_pb2.UserRecord] = {}
-        """API key hash -> user, from CreateAccountCommand (kept in snapshots)."""
+        self.ledger = ledger or CommandLedger()
+
+    def is_applied(self, command: engine_pb2.EngineCommand) -> bool:
+        """True for a command its gateway sent before and the engine already applied."""
+        return self.ledger.is_applied(command.session_id, command.session_sequence)
 
     def apply(self, command: engine_pb2.EngineCommand) -> list[Event]:
         """Enum fields pass through as plain ints: the engine rejects values it does not know."""
+        events = self._dispatch(command)
+        self.ledger.record(command.session_id, command.session_sequence, command.timestamp_ns)
+        return events
+
+    def _dispatch(self, command: engine_pb2.EngineCommand) -> list[Event]:
         engine = self.engine
         now = command.timestamp_ns
         kind = command.WhichOneof("command")
@@ -39,38 +55,72 @@ class CommandHandler:
         if kind == "cancel_order":
             cancel = command.cancel_order
             return engine.cancel_order(cancel.order_id, cancel.user_id, now, cancel.is_admin)
-        try:
-            if kind == "open_market":
-                return engine.open_market(now)
-            if kind == "close_market":
-                return engine.close_market(now)
-            if kind == "halt_trading":
-                return engine.halt(now, command.halt_trading.symbol)
-            if kind == "resume_trading":
-                return engine.resume(now, command.resume_trading.symbol)
-            if kind == "add_symbol":
-                add = command.add_symbol
-                return engine.add_symbol(
-                    add.symbol, now, add.tick_size or "0.01", add.lot_size or 1
-                )
-            if kind == "create_account":
-                create = command.create_account
-                engine.create_account(create.user_id, create.cash_units, dict(create.positions))
-                if create.api_key_sha256:
-                    self.users[create.api_key_sha256] = engine_pb2.UserRecord(
-                        user_id=create.user_id,
-                        admin=create.admin,
-                        api_key_sha256=create.api_key_sha256,
-                    )
-                return []
-        except ValueError:
-            return []
+        if kind == "open_market":
+            return engine.open_market(now)
+        if kind == "close_market":
+            events = engine.close_market(now)
+            self.ledger.forget_idle(now)
+            return events
+        if kind == "halt_trading":
+            return engine.halt(now, command.halt_trading.symbol)
+        if kind == "resume_trading":
+            return engine.resume(now, command.resume_trading.symbol)
+        if kind == "add_symbol":
+            add = command.add_symbol
+            return engine.add_symbol(
+                add.symbol,
+                now,
+                add.tick_size or "0.01",
+                add.lot_size or 1,
+                add.reference_price_ticks,
+            )
+        if kind == "create_account":
+            create = command.create_account
+            # Logs from before grants: a plain quantity per symbol, at the reference price.
+            legacy = tuple(
+                Grant(symbol, create.positions[symbol], 0) for symbol in sorted(create.positions)
+            )
+            return engine.create_account(
+                create.user_id,
+                create.cash_units,
+                now,
+                grants_from_proto(create.grants) + legacy,
+                create.admin,
+                create.api_key_sha256,
+            )
+        if kind == "adjust_cash":
+            adjust = command.adjust_cash
+            return engine.adjust_cash(adjust.user_id, adjust.amount_units, now)
+        if kind == "configure_exchange":
+            return engine.configure(settings_from_proto(command.configure_exchange.settings), now)
         raise ValueError(f"EngineCommand without a command: {command!r}")
 
-    def batch(self, command: engine_pb2.EngineCommand, stream_id: str) -> engine_pb2.EngineBatch:
+    def batch(self, command: engine_pb2.EngineCommand) -> engine_pb2.EngineBatch:
         """The command applied, as the log record that carries it with its events."""
         events = self.apply(command)
-        batch = engine_pb2.EngineBatch(stream_id=stream_id)
+        batch = engine_pb2.EngineBatch()
         batch.command.CopyFrom(command)
         batch.events.extend(event_to_proto(event) for event in events)
         return batch
+
+    def snapshot(self) -> engine_pb2.EngineSnapshot:
+        """The engine's state and the ledger; the caller adds the log offset and the views'."""
+        snapshot = snapshot_engine(self.engine)
+        for session_id, ledger in self.ledger.sessions.items():
+            snapshot.sessions.add(
+                session_id=session_id,
+                applied_through=ledger.applied_through,
+                applied_after=sorted(ledger.applied_after),
+                last_applied_ns=ledger.last_applied_ns,
+            )
+        return snapshot
+
+    @classmethod
+    def restore(cls, snapshot: engine_pb2.EngineSnapshot) -> CommandHandler:
+        ledger = CommandLedger()
+        for session in snapshot.sessions:
+            restored = ledger.sessions[session.session_id] = SessionLedger()
+            restored.applied_through = session.applied_through
+            restored.applied_after = set(session.applied_after)
+            restored.last_applied_ns = session.last_applied_ns
+        return cls(restore_engine(snapshot), ledger)

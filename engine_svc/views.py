@@ -1,183 +1,262 @@
-"""The read-side caches the engine keeps current in Redis: orders, books, quotes, accounts.
+"""The read-side caches the engine keeps current in Redis: orders, books, quotes, accounts, keys.
 
-Fed with each batch's EngineEvents; `write` puts what changed since the last write into a Redis
-pipeline. Redis is a cache here: everything in it can be rebuilt from the Kafka log.
+Fed with each batch's EngineEvents (never its command); `write` puts what changed since the last
+write into a Redis pipeline, `write_everything` rewrites every cache (after a restart, or when
+Redis came back empty). Redis is a cache here: everything in it can be rebuilt from the log.
+What the views keep besides the engine's state (the fills of open orders, each symbol's time of
+last change) goes into snapshots with it, so a restore loses none of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from redis.asyncio.client import Pipeline
 
+from engine_svc.codec import live_order_state
 from engine_svc.engine import MatchingEngine, SymbolState
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import accounts_pb2, types_pb2
-from mockex import convert, names
+from mockex import names, participant
+
+FillRecord = tuple[str, int, int, int]
+"""(trade id, price ticks, quantity, timestamp ns) of one execution of an open order."""
+
+MARKET_DATA_KINDS = frozenset(
+    ("book_level_changed", "trade_executed", "quote_changed", "symbol_added")
+)
+DEFAULT_TICK_SIZE = 0.01
+"""For an order of a symbol that was never listed (rejected as UNKNOWN_SYMBOL)."""
 
 
 class EngineViews:
     def __init__(self, engine: MatchingEngine) -> None:
         self.engine = engine
-        self.open_order_fills: dict[str, list[types_pb2.Fill]] = {}
+        self.open_order_fills: dict[str, list[FillRecord]] = {}
         """Fills so far of each open order, so its cached object lists all of them."""
+        self.symbol_times: dict[str, int] = {}
+        """Time of each symbol's last market-data event: its book's and quote's timestamp."""
         self._orders: dict[str, engine_pb2.OrderState] = {}
         self._symbols: set[str] = set()
         self._symbol_infos: set[str] = set()
-        self._users: set[str] = set()
-        self._user_records: list[engine_pb2.UserRecord] = []
+        self._accounts: set[str] = set()
+        self._users: list[engine_pb2.UserRecord] = []
 
     def record(self, batch: engine_pb2.EngineBatch) -> None:
-        """Note what one batch changed."""
-        command = batch.command
-        if command.WhichOneof("command") == "create_account":
-            self._users.add(command.create_account.user_id)
-            if command.create_account.api_key_sha256:
-                self._user_records.append(
-                    engine_pb2.UserRecord(
-                        user_id=command.create_account.user_id,
-                        admin=command.create_account.admin,
-                        api_key_sha256=command.create_account.api_key_sha256,
-                    )
-                )
+        """Note what one batch's events changed."""
         for event in batch.events:
             kind = event.WhichOneof("event")
-            if kind in convert.ORDER_EVENT_KINDS:
+            if kind in participant.ORDER_EVENT_KINDS:
                 state = getattr(event, kind).order
                 self._orders[state.order_id] = state
                 if state.user_id:
-                    self._users.add(state.user_id)
+                    self._accounts.add(state.user_id)
                 if kind == "order_filled":
-                    tick_size = self.engine.symbols[event.symbol].tick_size_value
+                    filled = event.order_filled
                     self.open_order_fills.setdefault(state.order_id, []).append(
-                        convert.public_fill(event.order_filled, event.timestamp_ns, tick_size)
+                        (filled.trade_id, filled.price_ticks, filled.quantity, event.timestamp_ns)
                     )
-            elif kind in ("symbol_added", "market_state_changed"):
-                self._symbol_infos.add(event.symbol)
-            if event.symbol and event.sequence:
+            elif kind in MARKET_DATA_KINDS:
                 self._symbols.add(event.symbol)
-        if command.WhichOneof("command") in ("open_market", "close_market"):
-            self._symbol_infos.update(self.engine.symbols)
+                self.symbol_times[event.symbol] = event.timestamp_ns
+                if kind == "symbol_added":
+                    self._symbol_infos.add(event.symbol)
+            elif kind == "market_state_changed":
+                self._symbol_infos.add(event.symbol)
+            elif kind == "account_created":
+                created = event.account_created
+                self._accounts.add(created.user_id)
+                if created.api_key_sha256:
+                    self._users.append(user_record(created.user_id, created))
+            elif kind == "cash_adjusted":
+                self._accounts.add(event.cash_adjusted.user_id)
 
-    def write(self, pipeline: Pipeline, now_ns: int) -> None:
-        """Queue the changed keys on `pipeline` and forget them."""
+    def write(self, pipeline: Pipeline) -> None:
+        """Queue what changed on `pipeline`; call `written` once the pipeline went through (on
+        failure the changes stay noted for the next write)."""
         engine = self.engine
-        now = convert.timestamp(now_ns)
         for order_id, state in self._orders.items():
-            symbol = engine.symbols.get(state.symbol)
-            tick_size = symbol.tick_size_value if symbol else 0.01
-            if state.status in convert.FINISHED:
-                fills = self.open_order_fills.pop(order_id, ())
-            else:
-                fills = self.open_order_fills.get(order_id, ())
-            order = convert.public_order(state, tick_size, fills)
-            pipeline.set(
-                names.order_key(order_id), order.SerializeToString(), ex=names.ORDER_TTL_SECONDS
-            )
+            self._write_order(pipeline, state, self.open_order_fills.get(order_id, ()))
         for symbol in self._symbols:
             state = engine.symbols.get(symbol)
-            if state is None:
-                continue
-            book = book_view(state)
-            book.timestamp.CopyFrom(now)
-            quote = quote_view(state)
-            quote.timestamp.CopyFrom(now)
-            pipeline.set(names.book_key(symbol), book.SerializeToString())
-            pipeline.set(names.quote_key(symbol), quote.SerializeToString())
-        if self._symbol_infos:
-            pipeline.hset(
-                names.SYMBOLS_KEY,
-                mapping={
-                    symbol: symbol_view(engine, engine.symbols[symbol]).SerializeToString()
-                    for symbol in self._symbol_infos
-                    if symbol in engine.symbols
-                },
-            )
+            if state is not None:
+                self._write_market(pipeline, state)
+        infos = {
+            symbol: symbol_view(engine, engine.symbols[symbol]).SerializeToString()
+            for symbol in self._symbol_infos
+            if symbol in engine.symbols
+        }
+        if infos:
+            pipeline.hset(names.SYMBOLS_KEY, mapping=infos)
+        accounts = {
+            user_id: cached_account(engine, user_id).SerializeToString()
+            for user_id in self._accounts
+            if user_id in engine.accounts
+        }
+        if accounts:
+            pipeline.hset(names.ACCOUNTS_KEY, mapping=accounts)
         if self._users:
-            mapping = {
-                user_id: account_view(engine, user_id).SerializeToString()
-                for user_id in self._users
-                if user_id in engine.accounts
-            }
-            if mapping:
-                pipeline.hset(names.ACCOUNTS_KEY, mapping=mapping)
-        if self._user_records:
             pipeline.hset(
                 names.USERS_KEY,
                 mapping={
-                    record.api_key_sha256: record.SerializeToString()
-                    for record in self._user_records
+                    record.api_key_sha256: record.SerializeToString() for record in self._users
                 },
             )
+
+    def write_everything(self, pipeline: Pipeline) -> None:
+        """Every cache the engine's state can rebuild (symbols, books, quotes, accounts, API keys,
+        open orders) plus the orders changed since the last write (finished ones included: the
+        store answers for older finished orders)."""
+        engine = self.engine
+        self.write(pipeline)
+        for order in engine.open_orders.values():
+            self._write_order(
+                pipeline, live_order_state(order), self.open_order_fills.get(order.order_id, ())
+            )
+        for state in engine.symbols.values():
+            self._write_market(pipeline, state)
+        if engine.symbols:
+            pipeline.hset(
+                names.SYMBOLS_KEY,
+                mapping={
+                    symbol: symbol_view(engine, state).SerializeToString()
+                    for symbol, state in engine.symbols.items()
+                },
+            )
+        if engine.accounts:
+            pipeline.hset(
+                names.ACCOUNTS_KEY,
+                mapping={
+                    user_id: cached_account(engine, user_id).SerializeToString()
+                    for user_id in engine.accounts
+                },
+            )
+        users = {
+            account.api_key_sha256: user_record(account.user_id, account).SerializeToString()
+            for account in engine.accounts.values()
+            if account.api_key_sha256
+        }
+        if users:
+            pipeline.hset(names.USERS_KEY, mapping=users)
+
+    def written(self) -> None:
+        """The last write went through: forget the changes, and the fills of finished orders."""
+        for order_id, state in self._orders.items():
+            if state.status in participant.FINISHED:
+                self.open_order_fills.pop(order_id, None)
         self._orders.clear()
         self._symbols.clear()
         self._symbol_infos.clear()
+        self._accounts.clear()
         self._users.clear()
-        self._user_records.clear()
 
-    def mark_everything_changed(self, user_records: Iterable[engine_pb2.UserRecord]) -> None:
-        """After a restore: rewrite every symbol, account and user on the next write."""
-        self._symbols.update(self.engine.symbols)
-        self._symbol_infos.update(self.engine.symbols)
-        self._users.update(self.engine.accounts)
-        self._user_records.extend(user_records)
-
-
-def book_view(state: SymbolState, depth: int = 0) -> types_pb2.OrderBook:
-    tick_size = state.tick_size_value
-    book = types_pb2.OrderBook(symbol=state.symbol, sequence=state.sequence)
-    for price, quantity, orders in state.book.bids.depth(depth):
-        book.bids.add(
-            price=convert.ticks_to_price(price, tick_size), quantity=quantity, orders=orders
+    def _write_order(
+        self, pipeline: Pipeline, state: engine_pb2.OrderState, fills: list[FillRecord] | tuple
+    ) -> None:
+        symbol = self.engine.symbols.get(state.symbol)
+        tick_size = symbol.tick_size_value if symbol else DEFAULT_TICK_SIZE
+        public = participant.order(
+            state, tick_size, [participant.fill(*fill, tick_size) for fill in fills]
         )
-    for price, quantity, orders in state.book.asks.depth(depth):
-        book.asks.add(
-            price=convert.ticks_to_price(price, tick_size), quantity=quantity, orders=orders
+        pipeline.set(
+            names.order_key(state.order_id), public.SerializeToString(), ex=names.ORDER_TTL_SECONDS
         )
-    return book
+
+    def _write_market(self, pipeline: Pipeline, state: SymbolState) -> None:
+        updated_ns = self.symbol_times.get(state.symbol, 0)
+        pipeline.set(names.book_key(state.symbol), book_view(state, updated_ns).SerializeToString())
+        pipeline.set(
+            names.quote_key(state.symbol), quote_view(state, updated_ns).SerializeToString()
+        )
+
+    # ---- snapshots --------------------------------------------------------------------------
+
+    def add_to_snapshot(self, snapshot: engine_pb2.EngineSnapshot) -> None:
+        for resting in snapshot.open_orders:
+            for trade_id, price_ticks, quantity, timestamp_ns in self.open_order_fills.get(
+                resting.order.order_id, ()
+            ):
+                resting.fills.add(
+                    trade_id=trade_id,
+                    price_ticks=price_ticks,
+                    quantity=quantity,
+                    timestamp_ns=timestamp_ns,
+                )
+        for symbol in snapshot.symbols:
+            symbol.updated_ns = self.symbol_times.get(symbol.symbol, 0)
+
+    def restore_from_snapshot(self, snapshot: engine_pb2.EngineSnapshot) -> None:
+        for resting in snapshot.open_orders:
+            if resting.fills:
+                self.open_order_fills[resting.order.order_id] = [
+                    (fill.trade_id, fill.price_ticks, fill.quantity, fill.timestamp_ns)
+                    for fill in resting.fills
+                ]
+        for symbol in snapshot.symbols:
+            if symbol.updated_ns:
+                self.symbol_times[symbol.symbol] = symbol.updated_ns
 
 
-def quote_view(state: SymbolState) -> types_pb2.Quote:
-    tick_size = state.tick_size_value
-    bid, bid_size, ask, ask_size, _ = state.last_quote
-    return types_pb2.Quote(
-        symbol=state.symbol,
-        ltp=convert.ticks_to_price(state.last, tick_size),
-        last_quantity=state.last_quantity,
-        bid=convert.ticks_to_price(bid, tick_size),
-        bid_size=bid_size,
-        ask=convert.ticks_to_price(ask, tick_size),
-        ask_size=ask_size,
-        volume=state.volume,
-        open=convert.ticks_to_price(state.open, tick_size),
-        high=convert.ticks_to_price(state.high, tick_size),
-        low=convert.ticks_to_price(state.low, tick_size),
-        sequence=state.sequence,
+def user_record(user_id: str, account) -> engine_pb2.UserRecord:
+    """The API-key record of an AccountCreated event or an Account."""
+    return engine_pb2.UserRecord(
+        user_id=user_id, admin=account.admin, api_key_sha256=account.api_key_sha256
     )
 
 
+def book_view(state: SymbolState, updated_ns: int, depth: int = 0) -> types_pb2.OrderBook:
+    return participant.book(
+        state.symbol,
+        state.book.bids.depth(depth),
+        state.book.asks.depth(depth),
+        state.sequence,
+        updated_ns,
+        state.tick_size_value,
+    )
+
+
+def quote_view(state: SymbolState, updated_ns: int) -> types_pb2.Quote:
+    bid, bid_size, ask, ask_size, _ = state.last_quote
+    ticks = engine_pb2.QuoteChanged(
+        bid_ticks=bid,
+        bid_size=bid_size,
+        ask_ticks=ask,
+        ask_size=ask_size,
+        last_ticks=state.last,
+        last_quantity=state.last_quantity,
+        volume=state.volume,
+        open_ticks=state.open,
+        high_ticks=state.high,
+        low_ticks=state.low,
+    )
+    return participant.quote(state.symbol, ticks, state.sequence, updated_ns, state.tick_size_value)
+
+
 def symbol_view(engine: MatchingEngine, state: SymbolState) -> types_pb2.SymbolInfo:
-    return types_pb2.SymbolInfo(
-        symbol=state.symbol,
-        tick_size=state.tick_size_value,
-        lot_size=state.lot_size,
-        status=engine.symbol_status(state),
+    return participant.symbol_info(
+        state.symbol,
+        state.tick_size,
+        state.lot_size,
+        engine.symbol_status(state),
+        state.reference_price,
     )
 
 
 def account_view(engine: MatchingEngine, user_id: str) -> accounts_pb2.GetAccountResponse:
-    """Cash and positions; marking to market (equity, unrealized P&L) is the reader's job."""
     account = engine.accounts[user_id]
-    view = accounts_pb2.GetAccountResponse(
-        user_id=user_id,
-        cash=convert.units_to_cash(account.cash),
-        reserved_cash=convert.units_to_cash(account.reserved_cash),
-        available_cash=convert.units_to_cash(account.cash - account.reserved_cash),
-        realized_pnl=round(account.realized_pnl, 4),
+    return participant.account(
+        user_id,
+        account.cash,
+        account.reserved_cash,
+        (
+            (symbol, position.quantity, position.cost)
+            for symbol, position in account.positions.items()
+            if position.quantity or position.realized_pnl
+        ),
+        account.realized_pnl,
+        account.starting_value,
     )
-    for symbol, position in account.positions.items():
-        if position.quantity or position.realized_pnl:
-            view.positions.add(
-                symbol=symbol, quantity=position.quantity, avg_price=round(position.avg_price, 6)
-            )
-    return view
+
+
+def cached_account(engine: MatchingEngine, user_id: str) -> engine_pb2.CachedAccount:
+    return engine_pb2.CachedAccount(
+        account=account_view(engine, user_id), ranked=not engine.accounts[user_id].admin
+    )

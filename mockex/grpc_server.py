@@ -1,4 +1,10 @@
-"""Builds a grpc.aio server with the standard health and reflection services beside ours."""
+"""Builds a grpc.aio server with the standard health and reflection services beside ours.
+
+Health answers two questions. Service "" is readiness: SERVING only while the process can do
+its work (its dependencies answer); it goes NOT_SERVING during an outage and back by itself.
+Service "liveness" is SERVING while the process runs, whatever Redis or Kafka do, so a probe of
+it never gets a healthy process restarted because a dependency is down.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+LIVENESS = "liveness"
+"""Health service name of the liveness check."""
 
 
 class GrpcServer:
@@ -23,16 +32,19 @@ class GrpcServer:
         self.health = health_servicer
 
     async def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        await self.health.set("", status)
+        """Readiness (health service "")."""
+        await self.health.set("", _status(serving))
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.set_serving(False)
+        await self.health.set(LIVENESS, _status(False))
         await self.server.stop(grace)
+
+
+def _status(serving: bool) -> health_pb2.HealthCheckResponse.ServingStatus:
+    if serving:
+        return health_pb2.HealthCheckResponse.SERVING
+    return health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class _Undecodable:
@@ -105,8 +117,11 @@ async def start_grpc_server(
     register: Callable[[grpc.aio.Server], None],
     service_names: Iterable[str],
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    serving: bool = True,
 ) -> GrpcServer:
-    """Bind `address` (port 0 picks a free one), register our servicers, start, report SERVING."""
+    """Bind `address` (port 0 picks a free one), register our servicers, start; liveness is
+    SERVING at once, readiness as `serving` says (a service that must first reach its
+    dependencies starts NOT_SERVING and calls set_serving later)."""
     server = grpc.aio.server(
         interceptors=[UndecodableRequestInterceptor(), *interceptors],
         options=[
@@ -131,5 +146,6 @@ async def start_grpc_server(
         raise RuntimeError(f"could not bind gRPC server to {address}")
     await server.start()
     started = GrpcServer(server, port, health_servicer)
-    await started.set_serving(True)
+    await health_servicer.set(LIVENESS, _status(True))
+    await started.set_serving(serving)
     return started

@@ -1,0 +1,74 @@
+"""Pre-trade risk: whether an account can back an order, and what an open order holds.
+
+A BUY holds cash for its worst price (its limit, or what a MARKET order can take from the book
+now); a SELL holds the quantity from the position, which may go below zero down to the short
+limit. What an order holds is given back as it fills (settlement.py) or when it ends (release).
+"""
+
+from __future__ import annotations
+
+from engine_svc.accounts import Account
+from engine_svc.book import BookSide
+from engine_svc.orders import Order, OrderType, Reason, Side
+from engine_svc.rules import ExchangeSettings
+
+BUY = Side.BUY
+LIMIT = OrderType.LIMIT
+
+
+def reserve(
+    order: Order,
+    account: Account | None,
+    asks: BookSide,
+    tick_cash: int,
+    settings: ExchangeSettings,
+    open_orders_of_user: int,
+) -> Reason:
+    """Check the account can back the order and hold cash (BUY) or position (SELL) for it."""
+    if account is None:
+        return Reason.UNKNOWN_USER
+    max_open = settings.max_open_orders
+    if max_open and open_orders_of_user >= max_open:
+        return Reason.OPEN_ORDER_LIMIT
+    if order.side == BUY:
+        if order.type == LIMIT:
+            needed = order.price * order.quantity * tick_cash
+        else:
+            needed = market_buy_cost(order, asks) * tick_cash
+        if needed > account.cash - account.reserved_cash:
+            return Reason.INSUFFICIENT_CASH
+        account.reserved_cash += needed
+        order.reserved_cash = needed
+    else:
+        position = account.position(order.symbol)
+        if position.quantity - position.reserved + settings.short_limit < order.quantity:
+            return Reason.INSUFFICIENT_POSITION
+        position.reserved += order.quantity
+    return Reason.NONE
+
+
+def market_buy_cost(order: Order, asks: BookSide) -> int:
+    """Ticks x quantity a MARKET BUY can take from the book now (own orders skipped)."""
+    wanted = order.quantity
+    cost = 0
+    for level in asks.iter_levels():
+        for resting in level.orders.values():
+            if resting.user_id == order.user_id:
+                continue
+            taken = min(wanted, resting.remaining)
+            cost += taken * level.price
+            wanted -= taken
+            if not wanted:
+                return cost
+    return cost
+
+
+def release(order: Order, account: Account | None) -> None:
+    """Give back the cash or position an order no longer needs (it finished or left the book)."""
+    if account is None:
+        return
+    if order.side == BUY:
+        account.reserved_cash -= order.reserved_cash
+        order.reserved_cash = 0
+    else:
+        account.position(order.symbol).reserved -= order.remaining
