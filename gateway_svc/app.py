@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 import grpc
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from exchange.internal.v1 import store_pb2_grpc
-from exchange.v1 import (
-    accounts_pb2_grpc,
-    admin_pb2_grpc,
-    market_pb2_grpc,
-    orders_pb2_grpc,
-    streams_pb2_grpc,
-)
+from gateway_svc import servicer
 from gateway_svc.config import GatewayConfig
 from gateway_svc.engine_client import EngineClient
-from gateway_svc.servicer import (
-    SERVICE_NAMES,
-    AccountServicer,
-    AdminServicer,
-    BookServicer,
-    Exchange,
-    ExchangeHealthServicer,
-    OrderServicer,
-    StreamProxy,
-    TradeServicer,
-)
+from gateway_svc.exchange import Exchange
+from gateway_svc.interceptors import GatewayInterceptor
+from gateway_svc.rate_limit import TokenBucketLimiter
+from mockex.auth import ApiKeyAuthenticator
 from mockex.grpc_server import GrpcServer, start_grpc_server
-from mockex.telemetry import setup_tracing
+
+log = logging.getLogger("gateway_svc")
+
+READINESS_EVERY_SECONDS = 0.5
 
 
 class GatewayApp:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        setup_tracing("gateway_svc")
         # Requests wait for a free connection instead of failing with "Too many connections"
         # when a backlog forms (the default pool raises at 100).
         self.redis = Redis(
@@ -41,36 +34,52 @@ class GatewayApp:
                 config.redis_url, max_connections=256, timeout=config.engine_timeout_seconds
             )
         )
-        self.engine = EngineClient(self.redis, config.commands_stream, config.gateway_id)
+        self.engine = EngineClient(
+            self.redis, config.commands_stream, config.gateway_id, config.max_commands_in_stream
+        )
         self.store_channel = grpc.aio.insecure_channel(config.store_address)
         self.stream_channel = grpc.aio.insecure_channel(config.stream_address)
         self.exchange = Exchange(
             config, self.redis, self.engine, store_pb2_grpc.StoreServiceStub(self.store_channel)
         )
         self.grpc: GrpcServer | None = None
+        self._readiness: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.engine.start()
-        exchange = self.exchange
+        interceptor = GatewayInterceptor(
+            ApiKeyAuthenticator(self.redis, self.config.admin_key),
+            TokenBucketLimiter(self.config.rate_limit_per_second, self.config.rate_limit_burst),
+        )
+        self.grpc = await start_grpc_server(
+            self.config.grpc_address,
+            lambda server: servicer.register(server, self.exchange, self.stream_channel),
+            servicer.SERVICE_NAMES,
+            interceptors=[interceptor],
+            serving=False,
+        )
+        self._readiness = asyncio.create_task(self._report_readiness(), name="gateway-readiness")
+        host = self.config.grpc_address.rsplit(":", 1)[0]
+        session = self.engine.session_id
+        log.info("gateway_svc serving grpc=%s:%d session=%s", host, self.grpc.port, session)
 
-        def register(server: grpc.aio.Server) -> None:
-            orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(exchange), server)
-            market_pb2_grpc.add_BookServiceServicer_to_server(BookServicer(exchange), server)
-            market_pb2_grpc.add_TradeServiceServicer_to_server(TradeServicer(exchange), server)
-            accounts_pb2_grpc.add_AccountServiceServicer_to_server(
-                AccountServicer(exchange), server
-            )
-            accounts_pb2_grpc.add_HealthServiceServicer_to_server(
-                ExchangeHealthServicer(exchange), server
-            )
-            admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(exchange), server)
-            streams_pb2_grpc.add_StreamServiceServicer_to_server(
-                StreamProxy(self.stream_channel), server
-            )
+    async def _report_readiness(self) -> None:
+        """Readiness follows whether orders can be taken; liveness stays SERVING."""
+        assert self.grpc is not None
+        while True:
+            ready = not self.engine.unavailable_reason() and self.engine.views_ready
+            await self.grpc.set_serving(ready)
+            await asyncio.sleep(READINESS_EVERY_SECONDS)
 
-        self.grpc = await start_grpc_server(self.config.grpc_address, register, SERVICE_NAMES)
+    async def wait(self) -> None:
+        """The gateway has no work of its own that can fail: it serves until stopped."""
+        await asyncio.Event().wait()
 
     async def stop(self) -> None:
+        if self._readiness:
+            self._readiness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._readiness
         if self.grpc:
             await self.grpc.stop()
         await self.engine.stop()

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from mockex import names
-from mockex.settings import env_float, env_int, env_str, redis_url
+from mockex.settings import env_float, env_int, env_str, local_address, port, redis_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +34,9 @@ class GatewayConfig:
     def from_env(cls) -> GatewayConfig:
         return cls(
             redis_url=redis_url(),
-            grpc_address=env_str("MOCKEX_GATEWAY_GRPC_ADDRESS", "0.0.0.0:50051"),
-            store_address=env_str("MOCKEX_STORE_ADDRESS", "127.0.0.1:50054"),
-            stream_address=env_str("MOCKEX_STREAM_ADDRESS", "127.0.0.1:50053"),
+            grpc_address=env_str("MOCKEX_GATEWAY_GRPC_ADDRESS", f"0.0.0.0:{port('gateway')}"),
+            store_address=env_str("MOCKEX_STORE_ADDRESS", local_address("store")),
+            stream_address=env_str("MOCKEX_STREAM_ADDRESS", local_address("stream")),
             commands_stream=env_str("MOCKEX_COMMANDS_STREAM", names.COMMANDS_STREAM),
             admin_key=os.environ.get("MOCKEX_ADMIN_KEY", ""),
             gateway_id=env_str("MOCKEX_GATEWAY_ID", f"gw-{secrets.token_hex(4)}"),

@@ -15,7 +15,7 @@ import grpc
 
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import admin_pb2, orders_pb2, types_pb2
-from mockex import convert
+from mockex import participant
 
 MAX_ORDER_QUANTITY = 1_000_000
 MAX_PRICE = 10_000_000.0
@@ -48,10 +48,14 @@ class SymbolSpec:
     symbol: str
     tick_size: Decimal
     lot_size: int
+    reference_price: float
+    """0 when the symbol has none."""
 
     @classmethod
     def from_info(cls, info: types_pb2.SymbolInfo) -> SymbolSpec:
-        return cls(info.symbol, Decimal(repr(info.tick_size)), info.lot_size or 1)
+        return cls(
+            info.symbol, Decimal(repr(info.tick_size)), info.lot_size or 1, info.reference_price
+        )
 
 
 def check_symbol_name(symbol: str, field: str = "symbol") -> None:
@@ -98,7 +102,7 @@ def place_order_command(
             raise invalid(f"price must be a positive number for a LIMIT order, got {price}")
         if price > MAX_PRICE:
             raise invalid(f"price {price} is over the maximum of {MAX_PRICE:.0f}")
-        ticks = convert.price_to_ticks(price, spec.tick_size)
+        ticks = participant.price_to_ticks(price, spec.tick_size)
         if ticks is None:
             raise invalid(f"price {price} is not a whole number of ticks ({spec.tick_size})")
         price_ticks = ticks
@@ -135,29 +139,75 @@ def check_list_filter(status: str) -> None:
 
 
 def create_account_command(
-    request: admin_pb2.CreateUserRequest, api_key_sha256: str, listed: set[str]
+    request: admin_pb2.CreateUserRequest,
+    api_key_sha256: str,
+    listed: dict[str, SymbolSpec],
 ) -> engine_pb2.CreateAccountCommand:
+    """Each granted position gets its cost basis: `costBasis` when given, else the symbol's
+    reference price; a symbol without one needs a costBasis, so P&L starts at 0."""
     if not USER_ID_PATTERN.match(request.user_id):
         raise invalid(f"userId {request.user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
     if not math.isfinite(request.cash) or request.cash < 0:
         raise invalid(f"cash must be zero or positive, got {request.cash}")
     if request.cash > MAX_CASH:
         raise invalid(f"cash {request.cash} is over the maximum of {MAX_CASH:.0f}")
-    cash_units = convert.cash_to_units(request.cash)
+    cash_units = participant.cash_to_units(request.cash)
     if cash_units is None:
         raise invalid(f"cash {request.cash} has more than 4 decimals")
-    for symbol, quantity in request.positions.items():
-        if symbol not in listed:
-            raise invalid(f"positions: symbol {symbol!r} is not listed")
-        if not 0 <= quantity <= MAX_POSITION:
-            raise invalid(f"positions: {symbol} quantity must be 0..{MAX_POSITION}, got {quantity}")
-    return engine_pb2.CreateAccountCommand(
+    for symbol in request.cost_basis:
+        if symbol not in request.positions:
+            raise invalid(f"costBasis: {symbol} is not one of the granted positions")
+    create = engine_pb2.CreateAccountCommand(
         user_id=request.user_id,
         cash_units=cash_units,
-        positions=dict(request.positions),
         api_key_sha256=api_key_sha256,
         admin=request.admin,
     )
+    for symbol in sorted(request.positions):
+        quantity = request.positions[symbol]
+        spec = listed.get(symbol)
+        if spec is None:
+            raise invalid(f"positions: symbol {symbol!r} is not listed")
+        if not 0 <= quantity <= MAX_POSITION:
+            raise invalid(f"positions: {symbol} quantity must be 0..{MAX_POSITION}, got {quantity}")
+        price = request.cost_basis.get(symbol, spec.reference_price)
+        if symbol not in request.cost_basis and not price:
+            raise invalid(
+                f"costBasis: {symbol} has no reference price, so a granted position needs a "
+                f'cost basis, e.g. "costBasis": {{"{symbol}": 100.0}}'
+            )
+        create.grants.add(
+            symbol=symbol,
+            quantity=quantity,
+            price_ticks=_price_ticks(price, spec, f"costBasis.{symbol}"),
+        )
+    return create
+
+
+def _price_ticks(price: float, spec: SymbolSpec, field: str) -> int:
+    """A positive price that is a whole number of the symbol's ticks, in ticks."""
+    if not math.isfinite(price) or price <= 0:
+        raise invalid(f"{field} must be a positive number, got {price}")
+    if price > MAX_PRICE:
+        raise invalid(f"{field} {price} is over the maximum of {MAX_PRICE:.0f}")
+    ticks = participant.price_to_ticks(price, spec.tick_size)
+    if ticks is None:
+        raise invalid(f"{field} {price} is not a whole number of ticks ({spec.tick_size})")
+    return ticks
+
+
+def adjust_cash_command(request: admin_pb2.AdjustCashRequest) -> engine_pb2.AdjustCashCommand:
+    if not USER_ID_PATTERN.match(request.user_id):
+        raise invalid(f"userId {request.user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    amount = request.amount
+    if not math.isfinite(amount) or amount == 0:
+        raise invalid(f"amount must be a non-zero number (negative takes cash), got {amount}")
+    if abs(amount) > MAX_CASH:
+        raise invalid(f"amount {amount} is over the maximum of {MAX_CASH:.0f}")
+    units = participant.cash_to_units(amount)
+    if units is None:
+        raise invalid(f"amount {amount} has more than 4 decimals")
+    return engine_pb2.AdjustCashCommand(user_id=request.user_id, amount_units=units)
 
 
 def add_symbol_command(request: admin_pb2.AddSymbolRequest) -> engine_pb2.AddSymbolCommand:
@@ -166,11 +216,18 @@ def add_symbol_command(request: admin_pb2.AddSymbolRequest) -> engine_pb2.AddSym
     if not math.isfinite(tick_size) or not 0 < tick_size <= MAX_TICK_SIZE:
         raise invalid(f"tickSize must be in (0, {MAX_TICK_SIZE:.0f}], got {tick_size}")
     tick = Decimal(repr(tick_size))
-    if (tick * convert.CASH_UNITS_PER_CURRENCY) % 1:
+    if (tick * participant.CASH_UNITS_PER_CURRENCY) % 1:
         raise invalid(f"tickSize {tick_size} must be a multiple of 0.0001")
     lot_size = request.lot_size or 1
     if lot_size > MAX_LOT_SIZE:
         raise invalid(f"lotSize {lot_size} is over the maximum of {MAX_LOT_SIZE}")
+    reference_ticks = 0
+    if request.reference_price:
+        spec = SymbolSpec(request.symbol, tick.normalize(), lot_size, 0.0)
+        reference_ticks = _price_ticks(request.reference_price, spec, "referencePrice")
     return engine_pb2.AddSymbolCommand(
-        symbol=request.symbol, tick_size=str(tick.normalize()), lot_size=lot_size
+        symbol=request.symbol,
+        tick_size=str(tick.normalize()),
+        lot_size=lot_size,
+        reference_price_ticks=reference_ticks,
     )

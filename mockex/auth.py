@@ -2,7 +2,8 @@
 
 The first admin key comes from MOCKEX_ADMIN_KEY (or is generated and printed by `make run`).
 Keys of users created through the admin API live in the Redis hash exchange:v1:users, written
-by the engine service from the durable CreateAccountCommand, so they survive a Redis loss.
+by the engine from the logged AccountCreated events, so they survive a Redis loss: while Redis is
+being refilled, an unknown key raises CachesIncomplete (retry shortly), never "unknown key".
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 
 from exchange.internal.v1 import engine_pb2
 from mockex import names
+from mockex.caches import check_complete
 
 API_KEY_METADATA = "x-api-key"
 ADMIN_USER_ID = "admin"
@@ -62,6 +64,7 @@ class ApiKeyAuthenticator:
             return known[0]
         raw = await self._redis.hget(names.USERS_KEY, key_hash)
         if raw is None:
+            await check_complete(self._redis)
             return None
         record = engine_pb2.UserRecord.FromString(raw)
         # The hash lookup already matched; compare again in constant time against the record.

@@ -26,8 +26,15 @@ ACCOUNTS_KEY = "exchange:v1:accounts"
 """Hash user id -> GetAccountResponse (cash and positions, not marked to market)."""
 USERS_KEY = "exchange:v1:users"
 """Hash sha256(api key) -> UserRecord."""
-ENGINE_ALIVE_KEY = "exchange:v1:engine:alive"
-"""Set by the engine every second with a short expiry: the gateway's health check reads it."""
+ENGINE_STATUS_KEY = "exchange:v1:engine:status"
+"""EngineStatus, written by the engine every second with a short expiry: missing or not serving,
+the gateway refuses orders (UNAVAILABLE) instead of queueing them for an engine that cannot
+take them."""
+ENGINE_STATUS_TTL_SECONDS = 5
+VIEWS_KEY = "exchange:v1:views"
+"""Set by the engine, last, when it has written every cache (after its start, or when Redis came
+back empty). Missing: the caches may be incomplete, so readers answer UNAVAILABLE rather than
+"unknown key" or an empty book."""
 ORDER_TTL_SECONDS = 24 * 3600
 
 

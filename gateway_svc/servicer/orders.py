@@ -1,0 +1,91 @@
+"""OrderService: place, cancel, get and list orders (the caller is authenticated by the
+interceptor)."""
+
+from __future__ import annotations
+
+import grpc
+
+from exchange.internal.v1 import engine_pb2, store_pb2
+from exchange.v1 import orders_pb2, orders_pb2_grpc, types_pb2
+from gateway_svc.exchange import (
+    Exchange,
+    new_order_id,
+    order_from_batch,
+    refusal,
+)
+from gateway_svc.interceptors import current_caller
+from gateway_svc.validation import RequestError, check_list_filter, place_order_command
+from mockex import participant
+
+
+class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    async def PlaceOrder(self, request, context):
+        exchange = self.exchange
+        caller = current_caller()
+        spec = await exchange.symbol_spec(request.symbol) if request.symbol else None
+        order_id = new_order_id()
+        place = place_order_command(request, caller.user_id, spec, order_id)
+        batch = await exchange.run(
+            engine_pb2.EngineCommand(command_id=order_id, place_order=place),
+            f"orderId {order_id}: the engine did not answer in time; the order is queued and "
+            "its final state will show in GET /order/status/{orderId}",
+        )
+        if batch.already_applied:
+            return orders_pb2.PlaceOrderResponse(order=await exchange.applied_order(order_id))
+        refused = refusal(batch)
+        if refused is not None:
+            # The clientOrderId was used today: the first order is the answer, as SPEC.md says.
+            first = await exchange.applied_order(refused.order_id)
+            return orders_pb2.PlaceOrderResponse(order=first)
+        order = order_from_batch(batch, order_id, float(spec.tick_size))
+        if order is None:
+            raise RequestError(grpc.StatusCode.INTERNAL, f"no result for order {order_id}")
+        return orders_pb2.PlaceOrderResponse(order=order)
+
+    async def GetOrder(self, request, context):
+        order = await self.exchange.visible_order(request.order_id, current_caller())
+        return orders_pb2.GetOrderResponse(order=order)
+
+    async def CancelOrder(self, request, context):
+        exchange = self.exchange
+        caller = current_caller()
+        order = await exchange.visible_order(request.order_id, caller)
+        if order.status in participant.FINISHED:
+            raise _finished(order)
+        command = engine_pb2.EngineCommand(
+            command_id=f"cancel-{new_order_id()}",
+            cancel_order=engine_pb2.CancelOrderCommand(
+                order_id=order.order_id, user_id=caller.user_id, is_admin=caller.admin
+            ),
+        )
+        batch = await exchange.run(command)
+        if not batch.already_applied:
+            spec = await exchange.symbol_spec(order.symbol)
+            cancelled = order_from_batch(batch, order.order_id, float(spec.tick_size), order.fills)
+            if cancelled is not None:
+                return orders_pb2.CancelOrderResponse(order=cancelled)
+        latest = await exchange.applied_order(order.order_id)
+        if batch.already_applied and latest.status == types_pb2.CANCELLED:
+            return orders_pb2.CancelOrderResponse(order=latest)
+        raise _finished(latest)
+
+    async def ListOrders(self, request, context):
+        check_list_filter(request.status)
+        answer = await self.exchange.store.ListUserOrders(
+            store_pb2.ListUserOrdersRequest(
+                user_id=current_caller().user_id, status=request.status
+            ),
+            timeout=self.exchange.config.store_timeout_seconds,
+        )
+        return orders_pb2.ListOrdersResponse(orders=answer.orders)
+
+
+def _finished(order: types_pb2.Order) -> RequestError:
+    status = types_pb2.OrderStatus.Name(order.status)
+    return RequestError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"order {order.order_id} is already {status}; only open orders can be cancelled",
+    )
