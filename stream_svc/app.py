@@ -3,6 +3,9 @@ channels; owns them."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from redis.asyncio import Redis
 
 from exchange.v1 import streams_pb2, streams_pb2_grpc
@@ -14,6 +17,11 @@ from stream_svc.feed import EventFeed
 from stream_svc.servicer import StreamServicer
 from stream_svc.websocket import WebSocketChannels
 
+log = logging.getLogger("stream_svc")
+
+READINESS_EVERY_SECONDS = 0.25
+FEED_START_TIMEOUT_SECONDS = 5.0
+"""How long start waits for the first subscription (so tests and a first client find it live)."""
 SERVICE_NAME = streams_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
 
 
@@ -25,6 +33,7 @@ class StreamApp:
         self._feed: EventFeed | None = None
         self._server: GrpcServer | None = None
         self._websocket: WebSocketChannels | None = None
+        self._readiness: asyncio.Task | None = None
 
     @property
     def port(self) -> int:
@@ -39,23 +48,48 @@ class StreamApp:
         return self._websocket.port
 
     async def start(self) -> None:
-        """The feed is live before the server answers, so no subscriber misses a batch."""
+        """Readiness is SERVING only while the feed is subscribed, so no subscriber a load
+        balancer sends here misses a batch; the feed reconnects by itself."""
         self._redis = Redis.from_url(self.config.redis_url)
         self._feed = EventFeed(self._redis, self.hub)
         await self._feed.start()
+        try:
+            await self._feed.wait_connected(FEED_START_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "redis not reachable at %s; serving, NOT_SERVING until it is", self.config.redis_url
+            )
         authenticator = ApiKeyAuthenticator(self._redis, self.config.admin_key)
         servicer = StreamServicer(self.hub, self._redis, authenticator)
         self._server = await start_grpc_server(
             self.config.grpc_address,
             lambda server: streams_pb2_grpc.add_StreamServiceServicer_to_server(servicer, server),
             [SERVICE_NAME],
+            serving=False,
         )
         self._websocket = WebSocketChannels(self.hub, self._redis, authenticator)
         await self._websocket.start(self.config.ws_address)
+        self._readiness = asyncio.create_task(self._report_readiness(), name="stream-readiness")
+        host = self.config.grpc_address.rsplit(":", 1)[0]
+        ws_host = self.config.ws_address.rsplit(":", 1)[0]
+        log.info("stream_svc serving grpc=%s:%d ws=%s:%d", host, self.port, ws_host, self.ws_port)
+
+    async def _report_readiness(self) -> None:
+        assert self._server is not None and self._feed is not None
+        while True:
+            await self._server.set_serving(self._feed.connected)
+            await asyncio.sleep(READINESS_EVERY_SECONDS)
+
+    async def wait(self) -> None:
+        """Serves until stopped: the feed heals by itself."""
+        await asyncio.Event().wait()
 
     async def stop(self, grace: float = 2.0) -> None:
         """Open streams end at once (gRPC UNAVAILABLE, WebSocket 1001) rather than lingering
         through the grace."""
+        if self._readiness is not None:
+            self._readiness.cancel()
+            await asyncio.gather(self._readiness, return_exceptions=True)
         if self._server is not None:
             await self._server.set_serving(False)
         self.hub.close_all(CloseReason.SHUTTING_DOWN)

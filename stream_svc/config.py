@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mockex.settings import env_int, env_str, redis_url
+from mockex.settings import env_int, env_str, local_address, redis_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,8 @@ class StreamConfig:
     def from_env(cls) -> StreamConfig:
         return cls(
             redis_url=redis_url(),
-            grpc_address=env_str("MOCKEX_STREAM_GRPC_ADDRESS", "127.0.0.1:50053"),
-            ws_address=env_str("MOCKEX_STREAM_WS_ADDRESS", "127.0.0.1:50055"),
+            grpc_address=env_str("MOCKEX_STREAM_GRPC_ADDRESS", local_address("stream")),
+            ws_address=env_str("MOCKEX_STREAM_WS_ADDRESS", local_address("stream_ws")),
             admin_key=env_str("MOCKEX_ADMIN_KEY", ""),
             queue_size=env_int("MOCKEX_STREAM_QUEUE_SIZE", 10_000),
         )

@@ -162,9 +162,10 @@ class FanoutHub:
             (market_topic(market.symbol), market) for market in public.market
         ]
         routed.extend((orders_topic(order.user_id), order.response) for order in public.orders)
-        if public.exchange_event is not None:
-            event = streams_pb2.StreamExchangeEventsResponse(event=public.exchange_event)
-            routed.append((EXCHANGE_TOPIC, event))
+        routed.extend(
+            (EXCHANGE_TOPIC, streams_pb2.StreamExchangeEventsResponse(event=event))
+            for event in public.exchange_events
+        )
         self._deliver(routed)
 
     def publish_exchange_event(self, event: streams_pb2.ExchangeEvent) -> None:

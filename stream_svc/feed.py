@@ -9,6 +9,7 @@ clients subscribe again for fresh snapshots.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import streams_pb2, types_pb2
 from mockex import names
+from mockex.caches import check_complete
 from stream_svc.fanout import DEFAULT_TICK_SIZE, CloseReason, FanoutHub
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,12 @@ async def load_tick_sizes(redis: Redis) -> dict[str, float]:
 
 
 async def read_books(redis: Redis, symbols: Sequence[str]) -> list[types_pb2.OrderBook]:
-    """Full-depth books in one round trip; a symbol without a book yet has an empty one."""
+    """Full-depth books in one round trip. Every listed symbol has one once the engine has
+    written its caches, so a missing book means they are being rebuilt (CachesIncomplete):
+    never an empty book at sequence 0, which would be false market data."""
     raw_books = await redis.mget([names.book_key(symbol) for symbol in symbols])
+    if not all(raw_books):
+        await check_complete(redis)
     books = []
     for symbol, raw in zip(symbols, raw_books, strict=True):
         book = types_pb2.OrderBook.FromString(raw) if raw else types_pb2.OrderBook()
@@ -52,45 +58,65 @@ async def read_books(redis: Redis, symbols: Sequence[str]) -> list[types_pb2.Ord
 
 
 class EventFeed:
-    """Reads EngineBatches and exchange events from Redis pub/sub into the hub."""
+    """Reads EngineBatches and exchange events from Redis pub/sub into the hub, reconnecting by
+    itself; `connected` says whether it is subscribed now (the service's readiness)."""
 
     def __init__(self, redis: Redis, hub: FanoutHub) -> None:
         self._redis = redis
         self._hub = hub
-        self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
+        self.connected = False
 
     async def start(self) -> None:
-        """Subscribe (confirmed) before loading symbols, so no SymbolAdded falls in between."""
-        self._pubsub = self._redis.pubsub()
-        channels = (names.EVENTS_CHANNEL, names.EXCHANGE_EVENTS_CHANNEL)
-        await self._pubsub.subscribe(*channels)
-        confirmed = 0
-        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
-            while confirmed < len(channels):
-                message = await self._pubsub.get_message(timeout=None)
-                if message is not None and message["type"] == "subscribe":
-                    confirmed += 1
-        self._hub.tick_sizes.update(await load_tick_sizes(self._redis))
+        """Does not wait for Redis: a stream service started during an outage heals by itself."""
         self._task = asyncio.create_task(self._run(), name="stream-event-feed")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+
+    async def wait_connected(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not self.connected:
+                await asyncio.sleep(0.02)
 
     async def _run(self) -> None:
-        assert self._pubsub is not None
+        failures = 0
         while True:
+            pubsub = self._redis.pubsub()
             try:
-                async for message in self._pubsub.listen():
+                await self._subscribe(pubsub)
+                if failures:
+                    # Streams opened while the feed was away missed what was published meanwhile.
+                    log.info("event feed subscribed again after %d failed attempts", failures)
+                    self._hub.close_all(CloseReason.FEED_LOST)
+                failures = 0
+                self.connected = True
+                async for message in pubsub.listen():
                     await self._handle(message)
-            except (RedisError, OSError) as exc:
-                log.warning("event feed lost error=%r", exc)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.connected = False
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.warning("event feed lost error=%r attempt=%d", exc, failures)
                 self._hub.close_all(CloseReason.FEED_LOST)
-                await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+                await asyncio.sleep(min(RECONNECT_DELAY_SECONDS * failures, 5.0))
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe (confirmed) before loading symbols, so no SymbolAdded falls in between."""
+        channels = (names.EVENTS_CHANNEL, names.EXCHANGE_EVENTS_CHANNEL)
+        await pubsub.subscribe(*channels)
+        confirmed = 0
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
+            while confirmed < len(channels):
+                message = await pubsub.get_message(timeout=None)
+                if message is not None and message["type"] == "subscribe":
+                    confirmed += 1
+        self._hub.tick_sizes.update(await load_tick_sizes(self._redis))
 
     async def _handle(self, message: dict) -> None:
         if message["type"] == "subscribe":

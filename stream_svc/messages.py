@@ -1,7 +1,8 @@
 """Engine batches to the public stream messages: the one place that knows both shapes.
 
-Prices leave the engine as integer ticks and become currency numbers here, with each symbol's
-tick size; sequences and timestamps are the events' own, so clients can detect gaps.
+Prices leave the engine as integer ticks and become currency numbers (mockex.participant), with
+each symbol's tick size; sequences and timestamps are the events' own, so clients can detect
+gaps.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import NamedTuple
 
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import streams_pb2, types_pb2
-from mockex.convert import ORDER_EVENT_KINDS, public_order, ticks_to_price, timestamp
+from mockex import participant
+from mockex.participant import ORDER_EVENT_KINDS, timestamp
 
 TickSize = Callable[[str], float]
 """Tick size of a symbol."""
@@ -35,7 +37,7 @@ class BatchMessages(NamedTuple):
 
     market: list[MarketMessage]
     orders: list[OrderMessage]
-    exchange_event: streams_pb2.ExchangeEvent | None
+    exchange_events: list[streams_pb2.ExchangeEvent]
 
 
 def batch_messages(batch: engine_pb2.EngineBatch, tick_size: TickSize) -> BatchMessages:
@@ -49,7 +51,7 @@ def batch_messages(batch: engine_pb2.EngineBatch, tick_size: TickSize) -> BatchM
         response = market_response(event, tick_size(event.symbol))
         if response is not None:
             market.append(MarketMessage(event.symbol, event.sequence, response))
-    return BatchMessages(market, orders, exchange_event(batch))
+    return BatchMessages(market, orders, exchange_events(batch))
 
 
 def market_response(
@@ -57,47 +59,37 @@ def market_response(
 ) -> streams_pb2.StreamMarketDataResponse | None:
     """The public form of a book, trade or quote event; None for every other kind."""
     kind = event.WhichOneof("event")
-    symbol, sequence, when = event.symbol, event.sequence, timestamp(event.timestamp_ns)
+    symbol, sequence = event.symbol, event.sequence
     if kind == "book_level_changed":
         level = event.book_level_changed
-        update = streams_pb2.BookUpdate(symbol=symbol, sequence=sequence, timestamp=when)
+        update = streams_pb2.BookUpdate(
+            symbol=symbol, sequence=sequence, timestamp=timestamp(event.timestamp_ns)
+        )
         side = update.bids if level.side == types_pb2.BUY else update.asks
-        side.add(
-            price=ticks_to_price(level.price_ticks, tick_size),
-            quantity=level.quantity,
-            orders=level.order_count,
+        side.extend(
+            participant.price_levels(
+                [(level.price_ticks, level.quantity, level.order_count)], tick_size
+            )
         )
         return streams_pb2.StreamMarketDataResponse(book=update)
     if kind == "trade_executed":
         trade = event.trade_executed
         return streams_pb2.StreamMarketDataResponse(
-            trade=types_pb2.Trade(
-                trade_id=trade.trade_id,
-                price=ticks_to_price(trade.price_ticks, tick_size),
-                quantity=trade.quantity,
-                aggressor_side=trade.aggressor_side,
-                timestamp=when,
-                sequence=sequence,
-                symbol=symbol,
+            trade=participant.trade(
+                symbol,
+                trade.trade_id,
+                trade.price_ticks,
+                trade.quantity,
+                trade.aggressor_side,
+                event.timestamp_ns,
+                sequence,
+                tick_size,
             )
         )
     if kind == "quote_changed":
-        quote = event.quote_changed
         return streams_pb2.StreamMarketDataResponse(
-            quote=types_pb2.Quote(
-                symbol=symbol,
-                ltp=ticks_to_price(quote.last_ticks, tick_size),
-                last_quantity=quote.last_quantity,
-                bid=ticks_to_price(quote.bid_ticks, tick_size),
-                bid_size=quote.bid_size,
-                ask=ticks_to_price(quote.ask_ticks, tick_size),
-                ask_size=quote.ask_size,
-                volume=quote.volume,
-                open=ticks_to_price(quote.open_ticks, tick_size),
-                high=ticks_to_price(quote.high_ticks, tick_size),
-                low=ticks_to_price(quote.low_ticks, tick_size),
-                timestamp=when,
-                sequence=sequence,
+            quote=participant.quote(
+                symbol, event.quote_changed, sequence, event.timestamp_ns, tick_size
             )
         )
     return None
@@ -121,68 +113,73 @@ def order_messages(event: engine_pb2.EngineEvent, tick_size: TickSize) -> list[O
             trade_id=filled.trade_id,
             symbol=state.symbol,
             side=state.side,
-            price=ticks_to_price(filled.price_ticks, symbol_tick_size),
+            price=participant.ticks_to_price(filled.price_ticks, symbol_tick_size),
             quantity=filled.quantity,
             timestamp=timestamp(event.timestamp_ns),
         )
         messages.append(
             OrderMessage(state.user_id, streams_pb2.StreamOrderUpdatesResponse(fill=fill))
         )
-    order = streams_pb2.StreamOrderUpdatesResponse(order=public_order(state, symbol_tick_size))
+    order = streams_pb2.StreamOrderUpdatesResponse(order=participant.order(state, symbol_tick_size))
     messages.append(OrderMessage(state.user_id, order))
     return messages
 
 
-def exchange_event(batch: engine_pb2.EngineBatch) -> streams_pb2.ExchangeEvent | None:
-    """The market-wide news in an admin command, if the command changed anything.
-
-    An open of an open market (or a halt of a halted symbol) produces no engine events and so no
-    exchange event.
-    """
-    command = batch.command
-    produced: dict[str, engine_pb2.EngineEvent] = {}
+def exchange_events(batch: engine_pb2.EngineBatch) -> list[streams_pb2.ExchangeEvent]:
+    """The batch's exchange-wide events, each with its exchange sequence (gap-free)."""
+    announced = []
     for event in batch.events:
-        produced.setdefault(event.WhichOneof("event"), event)
-    kind = command.WhichOneof("command")
-    if kind == "add_symbol" and "symbol_added" in produced:
-        added = produced["symbol_added"]
-        return _exchange_event(
+        if not event.exchange_sequence:
+            continue
+        kind, symbol, text = _announcement(event)
+        announced.append(
+            streams_pb2.ExchangeEvent(
+                kind=kind,
+                symbol=symbol,
+                message=text,
+                timestamp=timestamp(event.timestamp_ns),
+                sequence=event.exchange_sequence,
+            )
+        )
+    return announced
+
+
+def _announcement(event: engine_pb2.EngineEvent) -> tuple[int, str, str]:
+    """(kind, symbol, message) of an exchange-wide engine event."""
+    kind = event.WhichOneof("event")
+    if kind == "symbol_added":
+        tick_size = event.symbol_added.tick_size
+        return (
             streams_pb2.SYMBOL_ADDED,
-            added.symbol,
-            f"{added.symbol} is listed (tick size {added.symbol_added.tick_size})",
-            added.timestamp_ns,
+            event.symbol,
+            f"{event.symbol} is listed (tick size {tick_size})",
         )
-    changed = produced.get("market_state_changed")
-    if changed is None:
-        return None
-    if kind == "open_market":
-        return _exchange_event(
-            streams_pb2.MARKET_OPENED, "", "The market is open", changed.timestamp_ns
-        )
-    if kind == "close_market":
-        return _exchange_event(
-            streams_pb2.MARKET_CLOSED_FOR_DAY,
-            "",
-            "The market closed for the day; good-for-day orders expired",
-            changed.timestamp_ns,
-        )
-    if kind == "halt_trading":
-        symbol = command.halt_trading.symbol
+    if kind == "trading_day_opened":
+        return streams_pb2.MARKET_OPENED, "", "The market is open"
+    if kind == "trading_day_closed":
+        text = "The market closed for the day; good-for-day orders expired"
+        return streams_pb2.MARKET_CLOSED_FOR_DAY, "", text
+    if kind == "trading_halted":
+        symbol = event.trading_halted.symbol
         text = f"Trading in {symbol} is halted" if symbol else "Trading is halted in every symbol"
-        return _exchange_event(streams_pb2.TRADING_HALTED, symbol, text, changed.timestamp_ns)
-    if kind == "resume_trading":
-        symbol = command.resume_trading.symbol
+        return streams_pb2.TRADING_HALTED, symbol, text
+    if kind == "trading_resumed":
+        symbol = event.trading_resumed.symbol
         text = f"Trading in {symbol} resumed" if symbol else "Trading resumed in every symbol"
-        return _exchange_event(streams_pb2.TRADING_RESUMED, symbol, text, changed.timestamp_ns)
-    return None
-
-
-def _exchange_event(
-    kind: streams_pb2.ExchangeEventKind, symbol: str, text: str, timestamp_ns: int
-) -> streams_pb2.ExchangeEvent:
-    return streams_pb2.ExchangeEvent(
-        kind=kind, symbol=symbol, message=text, timestamp=timestamp(timestamp_ns)
-    )
+        return streams_pb2.TRADING_RESUMED, symbol, text
+    if kind == "account_created":
+        return streams_pb2.ACCOUNT_CREATED, "", f"{event.account_created.user_id} joined"
+    if kind == "settings_changed":
+        settings = event.settings_changed.settings
+        short = (
+            f"short selling up to {settings.short_limit}"
+            if settings.short_limit
+            else "no short selling"
+        )
+        cap = settings.max_open_orders
+        orders = f"at most {cap} open orders per participant" if cap else "no open-order cap"
+        return streams_pb2.SETTINGS_CHANGED, "", f"Rules: {short}, {orders}"
+    raise ValueError(f"engine event {kind} has an exchange sequence but no announcement")
 
 
 def book_snapshot(book: types_pb2.OrderBook) -> streams_pb2.StreamMarketDataResponse:

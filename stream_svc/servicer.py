@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from exchange.v1 import streams_pb2, streams_pb2_grpc
 from mockex.auth import ApiKeyAuthenticator, api_key_from_metadata
+from mockex.caches import CachesIncomplete
 from stream_svc.fanout import CloseReason, FanoutHub, Subscription
 from stream_svc.marketdata import MarketDataView, unknown_symbols
 
@@ -54,6 +55,8 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
         api_key = api_key_from_metadata(context.invocation_metadata())
         try:
             caller = await self._authenticator.caller(api_key)
+        except CachesIncomplete as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except RedisError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"authentication unavailable: {exc}")
         if caller is None:
@@ -86,6 +89,8 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
             closed.cancel()
             await asyncio.gather(writer, closed, return_exceptions=True)
         error = None if writer.cancelled() else writer.exception()
+        if isinstance(error, CachesIncomplete):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if isinstance(error, RedisError):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"market data unavailable: {error}")
         if error is not None:

@@ -23,6 +23,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from mockex.auth import ApiKeyAuthenticator
+from mockex.caches import CachesIncomplete
 from stream_svc.fanout import CloseReason, FanoutHub, Subscription
 from stream_svc.json_messages import JsonEncoder, error_json, to_json
 from stream_svc.marketdata import MarketDataView, MarketEntry, unknown_symbols
@@ -53,6 +54,7 @@ class CloseCode(enum.IntEnum):
 
     GOING_AWAY = 1001
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4401
     NOT_FOUND = 4404
     SLOW_CONSUMER = 4408
@@ -177,6 +179,9 @@ class WebSocketChannels:
         )
         try:
             caller = await self._authenticator.caller(api_key)
+        except CachesIncomplete:
+            await _close(websocket, CloseCode.TRY_AGAIN_LATER, "rebuilding; reconnect shortly")
+            return
         except RedisError as exc:
             log.warning("websocket authentication unavailable error=%r", exc)
             await _close(websocket, CloseCode.INTERNAL_ERROR, "authentication unavailable")
@@ -288,7 +293,9 @@ class WebSocketChannels:
             error = None if task.cancelled() else task.exception()
             if error is None or isinstance(error, ConnectionClosed):
                 continue
-            if isinstance(error, RedisError):
+            if isinstance(error, CachesIncomplete):
+                await _close(websocket, CloseCode.TRY_AGAIN_LATER, "rebuilding; reconnect shortly")
+            elif isinstance(error, RedisError):
                 log.warning("websocket closed reason=redis_error error=%r", error)
                 await _close(websocket, CloseCode.INTERNAL_ERROR, "market data unavailable")
             else:

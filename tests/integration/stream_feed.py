@@ -59,8 +59,8 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 async def start_stream_app(redis_url: str, redis: Redis) -> StreamApp:
-    """ACME (tick 0.01) and GLOBX (tick 0.05) listed, alice and bob with KEYS; gRPC and
-    WebSocket on free ports."""
+    """ACME (tick 0.01) and GLOBX (tick 0.05) listed, alice and bob with KEYS, the caches marked
+    complete; gRPC and WebSocket on free ports."""
     await redis.hset(names.SYMBOLS_KEY, mapping={
         symbol: types_pb2.SymbolInfo(symbol=symbol, tick_size=tick, lot_size=1).SerializeToString()
         for symbol, tick in (("ACME", 0.01), ("GLOBX", 0.05))
@@ -70,6 +70,7 @@ async def start_stream_app(redis_url: str, redis: Redis) -> StreamApp:
             user_id=user_id, api_key_sha256=hash_api_key(key)).SerializeToString()
         for user_id, key in KEYS.items()
     })
+    await redis.set(names.VIEWS_KEY, "test")  # as the engine does once every cache is written
     app = StreamApp(StreamConfig(redis_url=redis_url, grpc_address="127.0.0.1:0",
                                  ws_address="127.0.0.1:0", admin_key=ADMIN_KEY,
                                  queue_size=QUEUE_SIZE))

@@ -91,6 +91,26 @@ async def test_market_data_sends_the_snapshot_then_the_deltas_after_it(
     await until(lambda: stream_app.hub.subscriber_count == 0)
 
 
+async def test_market_data_is_unavailable_while_the_engine_rebuilds_the_books(
+    stub: streams_pb2_grpc.StreamServiceStub, redis: Redis
+) -> None:
+    """Redis came back empty: no book yet and no marker. An empty book at sequence 0 would be
+    false market data, so the answer is UNAVAILABLE until the engine has rewritten it."""
+    await redis.delete(names.VIEWS_KEY)
+    call = stub.StreamMarketData(streams_pb2.StreamMarketDataRequest(symbols=["ACME"]))
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call.read()
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "rebuilding" in error.value.details()
+
+    unknown = stub.StreamOrderUpdates(
+        streams_pb2.StreamOrderUpdatesRequest(), metadata=(("x-api-key", "mx_not_yet_known"),)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await unknown.read()
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
 @pytest.mark.parametrize(("symbols", "named"), [([], "symbols"), (["ACME", "NOPE"], "NOPE")])
 async def test_market_data_refuses_missing_or_unknown_symbols(
     stub: streams_pb2_grpc.StreamServiceStub, symbols: list[str], named: str
@@ -178,17 +198,22 @@ async def test_exchange_events_announce_what_changed_the_market(
         return event(symbol, sequence,
                      market_state_changed=engine_pb2.MarketStateChanged(status=status))
 
-    await publish(redis, state("ACME", 1, types_pb2.OPEN), state("GLOBX", 1, types_pb2.OPEN),
-                  open_market=engine_pb2.OpenMarketCommand())
-    await publish(redis, open_market=engine_pb2.OpenMarketCommand())  # already open: no events
+    def exchange_wide(sequence: int, symbol: str = "", **payload) -> engine_pb2.EngineEvent:
+        return engine_pb2.EngineEvent(symbol=symbol, exchange_sequence=sequence,
+                                      timestamp_ns=NOW, **payload)
+
+    await publish(redis, exchange_wide(1, trading_day_opened=engine_pb2.TradingDayOpened()),
+                  state("ACME", 1, types_pb2.OPEN), state("GLOBX", 1, types_pb2.OPEN))
+    await publish(redis)  # a command that changed nothing (opening an open market): no events
     await publish(redis, state("ACME", 2, types_pb2.HALTED),
-                  halt_trading=engine_pb2.HaltTradingCommand(symbol="ACME"))
+                  exchange_wide(2, "ACME", trading_halted=engine_pb2.TradingHalted(symbol="ACME")))
     await publish(redis, state("ACME", 3, types_pb2.OPEN),
-                  resume_trading=engine_pb2.ResumeTradingCommand())
-    await publish(redis, event("NEWCO", 1, symbol_added=engine_pb2.SymbolAdded(tick_size="0.05")),
-                  add_symbol=engine_pb2.AddSymbolCommand(symbol="NEWCO", tick_size="0.05"))
+                  exchange_wide(3, trading_resumed=engine_pb2.TradingResumed()))
+    await publish(redis, engine_pb2.EngineEvent(
+        symbol="NEWCO", sequence=1, exchange_sequence=4, timestamp_ns=NOW,
+        symbol_added=engine_pb2.SymbolAdded(tick_size="0.05")))
     await publish(redis, state("ACME", 4, types_pb2.CLOSED), state("GLOBX", 2, types_pb2.CLOSED),
-                  close_market=engine_pb2.CloseMarketCommand())
+                  exchange_wide(5, trading_day_closed=engine_pb2.TradingDayClosed()))
     await publish_exchange_event(redis, streams_pb2.ExchangeEvent(
         kind=streams_pb2.NEWS, symbol="ACME", message="ACME beats estimates"))
 
@@ -203,6 +228,7 @@ async def test_exchange_events_announce_what_changed_the_market(
         (streams_pb2.NEWS, "ACME"),
     ]
     assert all(e.message for e in received)
+    assert [e.sequence for e in received[:5]] == [1, 2, 3, 4, 5]
     assert received[0].timestamp.ToNanoseconds() == NOW
     call.cancel()
 

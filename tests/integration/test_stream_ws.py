@@ -24,6 +24,7 @@ from tests.integration.conftest import ADMIN_KEY as STACK_ADMIN_KEY
 from tests.integration.exchange_client import Exchange
 from tests.integration.stream_feed import (
     KEYS,
+    NOW,
     event,
     level,
     order,
@@ -224,17 +225,24 @@ async def test_exchange_events_announce_what_changed_the_market(
 ) -> None:
     async with connect(f"{ws_url}/ws/exchange_events") as websocket:
         await until(lambda: stream_app.hub.subscriber_count == 1)
-        await publish(redis, event("ACME", 1, market_state_changed=engine_pb2.MarketStateChanged(
-            status=types_pb2.HALTED)), halt_trading=engine_pb2.HaltTradingCommand(symbol="ACME"))
-        await publish(redis, event("NEWCO", 1, symbol_added=engine_pb2.SymbolAdded(
-            tick_size="0.05")), add_symbol=engine_pb2.AddSymbolCommand(symbol="NEWCO"))
+        await publish(
+            redis,
+            event("ACME", 1, market_state_changed=engine_pb2.MarketStateChanged(
+                status=types_pb2.HALTED)),
+            engine_pb2.EngineEvent(symbol="ACME", exchange_sequence=3, timestamp_ns=NOW,
+                                   trading_halted=engine_pb2.TradingHalted(symbol="ACME")),
+        )
+        await publish(redis, engine_pb2.EngineEvent(
+            symbol="NEWCO", sequence=1, exchange_sequence=4, timestamp_ns=NOW,
+            symbol_added=engine_pb2.SymbolAdded(tick_size="0.05")))
         await publish_exchange_event(redis, streams_pb2.ExchangeEvent(
             kind=streams_pb2.LEADERBOARD_CHANGED, message="alice leads"))
         halted, added, leaderboard = await receive(websocket, 3)
 
     assert halted == {"type": "event", "kind": "TRADING_HALTED", "symbol": "ACME",
-                      "message": "Trading in ACME is halted", "timestamp": TIMESTAMP}
-    assert (added["kind"], added["symbol"]) == ("SYMBOL_ADDED", "NEWCO")
+                      "message": "Trading in ACME is halted", "timestamp": TIMESTAMP,
+                      "sequence": 3}
+    assert (added["kind"], added["symbol"], added["sequence"]) == ("SYMBOL_ADDED", "NEWCO", 4)
     assert (leaderboard["kind"], leaderboard["symbol"], leaderboard["message"]) == (
         "LEADERBOARD_CHANGED", "", "alice leads")
 

@@ -72,8 +72,11 @@ def test_exchange_events_reach_every_exchange_subscriber() -> None:
     first, second = fanout.subscribe_exchange(), fanout.subscribe_exchange()
     halted = event("ACME", 3, market_state_changed=engine_pb2.MarketStateChanged(
         status=types_pb2.HALTED))
+    announced = engine_pb2.EngineEvent(
+        symbol="ACME", exchange_sequence=7, trading_halted=engine_pb2.TradingHalted(symbol="ACME")
+    )
 
-    fanout.publish_batch(batch(halted, halt_trading=engine_pb2.HaltTradingCommand(symbol="ACME")))
+    fanout.publish_batch(batch(halted, announced))
     fanout.publish_exchange_event(streams_pb2.ExchangeEvent(kind=streams_pb2.NEWS, message="x"))
 
     for subscription in (first, second):

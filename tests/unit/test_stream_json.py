@@ -7,7 +7,7 @@ import json
 import pytest
 
 from exchange.v1 import streams_pb2, types_pb2
-from mockex.convert import timestamp
+from mockex.participant import timestamp
 from stream_svc.json_messages import JsonEncoder, error_json, to_json
 from stream_svc.websocket import ClientMessageError, parse_op
 
@@ -45,10 +45,13 @@ def test_an_orders_own_type_becomes_order_type() -> None:
 
 
 def test_exchange_events_and_errors() -> None:
-    event = streams_pb2.ExchangeEvent(kind=streams_pb2.NEWS, message="ACME beats estimates")
+    event = streams_pb2.ExchangeEvent(
+        kind=streams_pb2.NEWS, message="ACME beats estimates", sequence=12
+    )
 
     assert json.loads(to_json(streams_pb2.StreamExchangeEventsResponse(event=event))) == {
-        "type": "event", "kind": "NEWS", "symbol": "", "message": "ACME beats estimates"}
+        "type": "event", "kind": "NEWS", "symbol": "", "message": "ACME beats estimates",
+        "sequence": 12}
     assert json.loads(error_json('op: unknown operation "x"')) == {
         "type": "error", "message": 'op: unknown operation "x"'}
 

@@ -6,8 +6,8 @@ import pytest
 
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import streams_pb2, types_pb2
-from mockex.convert import timestamp
-from stream_svc.messages import batch_messages, book_snapshot, exchange_event
+from mockex.participant import timestamp
+from stream_svc.messages import batch_messages, book_snapshot, exchange_events
 
 NOW = 1_700_000_000_123_456_789
 TICKS = {"ACME": 0.01, "GLOBX": 0.05}
@@ -118,61 +118,71 @@ def test_replies_and_state_changes_are_not_market_data() -> None:
     assert batch.market == [] and batch.orders == []
 
 
-def command(**payload: object) -> engine_pb2.EngineCommand:
-    return engine_pb2.EngineCommand(command_id="c-1", timestamp_ns=NOW, **payload)
-
-
-def state_changed(symbol: str, status: int) -> engine_pb2.EngineEvent:
-    return event(symbol, 2, market_state_changed=engine_pb2.MarketStateChanged(status=status))
+def exchange_wide(sequence: int, symbol: str = "", **payload: object) -> engine_pb2.EngineEvent:
+    return engine_pb2.EngineEvent(
+        symbol=symbol, exchange_sequence=sequence, timestamp_ns=NOW, **payload
+    )
 
 
 @pytest.mark.parametrize(
-    ("admin", "kind", "symbol"),
+    ("engine_event", "kind", "symbol"),
     [
-        (command(open_market=engine_pb2.OpenMarketCommand()), streams_pb2.MARKET_OPENED, ""),
-        (command(close_market=engine_pb2.CloseMarketCommand()),
+        (exchange_wide(4, trading_day_opened=engine_pb2.TradingDayOpened()),
+         streams_pb2.MARKET_OPENED, ""),
+        (exchange_wide(4, trading_day_closed=engine_pb2.TradingDayClosed()),
          streams_pb2.MARKET_CLOSED_FOR_DAY, ""),
-        (command(halt_trading=engine_pb2.HaltTradingCommand(symbol="ACME")),
+        (exchange_wide(4, "ACME", trading_halted=engine_pb2.TradingHalted(symbol="ACME")),
          streams_pb2.TRADING_HALTED, "ACME"),
-        (command(halt_trading=engine_pb2.HaltTradingCommand()), streams_pb2.TRADING_HALTED, ""),
-        (command(resume_trading=engine_pb2.ResumeTradingCommand()),
+        (exchange_wide(4, trading_halted=engine_pb2.TradingHalted()),
+         streams_pb2.TRADING_HALTED, ""),
+        (exchange_wide(4, trading_resumed=engine_pb2.TradingResumed()),
          streams_pb2.TRADING_RESUMED, ""),
+        (exchange_wide(4, account_created=engine_pb2.AccountCreated(
+            user_id="carol", api_key_sha256="secret-hash")), streams_pb2.ACCOUNT_CREATED, ""),
+        (exchange_wide(4, settings_changed=engine_pb2.SettingsChanged(
+            settings=engine_pb2.ExchangeSettings(short_limit=50))),
+         streams_pb2.SETTINGS_CHANGED, ""),
     ],
 )
-def test_market_commands_that_changed_something_are_exchange_events(admin, kind, symbol) -> None:
+def test_exchange_wide_events_are_announced_with_their_sequence(engine_event, kind, symbol) -> None:
     batch = engine_pb2.EngineBatch(
-        command=admin, events=[state_changed("ACME", types_pb2.HALTED),
-                               state_changed("GLOBX", types_pb2.HALTED)])
+        events=[state_changed("ACME", types_pb2.HALTED), engine_event]
+    )
 
-    announced = exchange_event(batch)
+    (announced,) = exchange_events(batch)
 
-    assert announced is not None
-    assert (announced.kind, announced.symbol) == (kind, symbol)
+    assert (announced.kind, announced.symbol, announced.sequence) == (kind, symbol, 4)
     assert announced.message and announced.timestamp.ToNanoseconds() == NOW
+    assert "secret-hash" not in announced.message
 
 
 def test_symbol_added_is_announced_with_its_tick_size() -> None:
     batch = engine_pb2.EngineBatch(
-        command=command(add_symbol=engine_pb2.AddSymbolCommand(symbol="NEWCO", tick_size="0.05")),
-        events=[event("NEWCO", 1, symbol_added=engine_pb2.SymbolAdded(tick_size="0.05",
-                                                                    lot_size=1))],
+        events=[engine_pb2.EngineEvent(
+            symbol="NEWCO", sequence=1, exchange_sequence=9, timestamp_ns=NOW,
+            symbol_added=engine_pb2.SymbolAdded(tick_size="0.05", lot_size=1))],
     )
-    announced = exchange_event(batch)
-    assert announced is not None
+    (announced,) = exchange_events(batch)
     assert (announced.kind, announced.symbol) == (streams_pb2.SYMBOL_ADDED, "NEWCO")
+    assert announced.sequence == 9
     assert "0.05" in announced.message
 
 
 def test_a_command_that_changed_nothing_is_not_announced() -> None:
     opened_twice = engine_pb2.EngineBatch(
-        command=command(open_market=engine_pb2.OpenMarketCommand())
+        command=engine_pb2.EngineCommand(open_market=engine_pb2.OpenMarketCommand())
     )
     order = engine_pb2.EngineBatch(
-        command=command(place_order=engine_pb2.PlaceOrderCommand(order_id="o-1")),
         events=[event("ACME", 3, order_accepted=engine_pb2.OrderAccepted(order=order_state()))],
     )
-    assert exchange_event(opened_twice) is None
-    assert exchange_event(order) is None
+    halted_symbol = engine_pb2.EngineBatch(events=[state_changed("ACME", types_pb2.HALTED)])
+    assert exchange_events(opened_twice) == []
+    assert exchange_events(order) == []
+    assert exchange_events(halted_symbol) == []
+
+
+def state_changed(symbol: str, status: int) -> engine_pb2.EngineEvent:
+    return event(symbol, 2, market_state_changed=engine_pb2.MarketStateChanged(status=status))
 
 
 def test_snapshot_is_the_whole_book_at_its_sequence() -> None:
