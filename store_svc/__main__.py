@@ -1,20 +1,9 @@
-"""python -m store_svc: the store service, configured from the environment (store_svc.config)."""
+"""`python -m store_svc`: the log copied into the database and the history queries, until
+SIGTERM/SIGINT."""
 
-from __future__ import annotations
-
-import asyncio
-import logging
-
-from store_svc.app import run
+from mockex.runner import run_service
+from store_svc.app import StoreApp
 from store_svc.config import StoreConfig
 
-
-def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    asyncio.run(run(StoreConfig.from_env()))
-
-
 if __name__ == "__main__":
-    main()
+    run_service("store_svc", lambda: StoreApp(StoreConfig.from_env()))

@@ -1,19 +1,21 @@
-"""Composition root of store_svc: the database engine, the Kafka log consumer, the gRPC server."""
+"""Composition root of store_svc: the database engine, the Kafka log consumer, the freshness wait,
+the gRPC server and its readiness."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from exchange.internal.v1 import store_pb2, store_pb2_grpc
 from mockex.grpc_server import GrpcServer, start_grpc_server
-from mockex.telemetry import setup_tracing
 from store_svc.config import StoreConfig
-from store_svc.consumer import LogConsumer
+from store_svc.consumer import LOOKUP_TIMEOUT_MS, LogConsumer, LogEnd
 from store_svc.db import create_db_engine, display_url, upgrade_schema
+from store_svc.freshness import EndOffsetLookups, Freshness
+from store_svc.health import Probe, Readiness
 from store_svc.servicer import StoreServicer
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,10 @@ class StoreApp:
         self.config = config
         self.engine: AsyncEngine | None = None
         self.consumer: LogConsumer | None = None
+        self.log_end: LogEnd | None = None
+        self.lookups: EndOffsetLookups | None = None
         self.grpc: GrpcServer | None = None
+        self.readiness: Readiness | None = None
 
     @property
     def grpc_address(self) -> str:
@@ -48,18 +53,46 @@ class StoreApp:
             self.config.snapshots_topic,
         )
         await self.consumer.start()
-        servicer = StoreServicer(self.engine)
+        self.log_end = LogEnd(self.config.kafka_bootstrap, self.config.events_topic)
+        await self.log_end.start()
+        # A backstop only: aiokafka gives up on a lookup after LOOKUP_TIMEOUT_MS itself.
+        self.lookups = EndOffsetLookups(self.log_end.end_offset, LOOKUP_TIMEOUT_MS / 1000 + 1)
+        freshness = Freshness(
+            self.lookups, self.consumer.written, self.config.freshness_timeout_seconds
+        )
+        servicer = StoreServicer(self.engine, freshness)
         self.grpc = await start_grpc_server(
             self.config.grpc_address,
             lambda server: store_pb2_grpc.add_StoreServiceServicer_to_server(servicer, server),
             [SERVICE_NAME],
+            serving=False,
         )
+        consumer, engine = self.consumer, self.engine
+        self.readiness = Readiness(
+            self.grpc.health,
+            [
+                Probe("the log", self.lookups.end_offset),
+                Probe("the database", lambda: ping_database(engine)),
+            ],
+            lambda: consumer.writes_failing,
+        )
+        await self.readiness.start()
+        log.info("store_svc serving grpc=%s db=%s", self.grpc_address, display_url(self.engine))
 
     async def stop(self) -> None:
         """Stop answering, finish the poll in hand, then close the database."""
+        if self.readiness is not None:
+            await self.readiness.stop()
+            self.readiness = None
         if self.grpc is not None:
             await self.grpc.stop()
             self.grpc = None
+        if self.lookups is not None:
+            await self.lookups.close()
+            self.lookups = None
+        if self.log_end is not None:
+            await self.log_end.stop()
+            self.log_end = None
         if self.consumer is not None:
             await self.consumer.stop()
             self.consumer = None
@@ -67,32 +100,20 @@ class StoreApp:
             await self.engine.dispose()
             self.engine = None
 
-    async def serve_until(self, stop: asyncio.Event) -> None:
-        """Wait for `stop`; raises if the consumer fails first, so the process does not idle."""
+    async def wait(self) -> None:
+        """Returns (raising) only if the consumer or the readiness watch ends by itself, which
+        only a bug makes them do (both ride out Kafka and database outages), so the process
+        does not idle with stale rows or a stale health answer."""
         assert self.consumer is not None and self.consumer.task is not None
-        stop_wait = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait(
-            {stop_wait, self.consumer.task}, return_when=asyncio.FIRST_COMPLETED
-        )
-        stop_wait.cancel()
-        if self.consumer.task in done:
-            self.consumer.task.result()
-            raise RuntimeError("store consumer stopped on its own")
+        assert self.readiness is not None and self.readiness.task is not None
+        workers = {self.consumer.task, self.readiness.task}
+        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+            raise RuntimeError(f"{task.get_name()} stopped on its own")
 
 
-async def run(config: StoreConfig) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    setup_tracing("store_svc")
-    app = StoreApp(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await app.start()
-        assert app.engine is not None
-        log.info("store_svc serving grpc=%s db=%s", app.grpc_address, display_url(app.engine))
-        await app.serve_until(stop)
-    finally:
-        await app.stop()
-        log.info("store_svc stopped")
+async def ping_database(engine: AsyncEngine) -> None:
+    """Readiness probe of the database: a connection that answers."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

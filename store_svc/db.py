@@ -28,11 +28,16 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from store_svc.records import ORDER_VERSION, Rows
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DB_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+"""Errors of a database that is away (down, restarting, locked): retried or answered UNAVAILABLE;
+any other database error is a bug."""
 
 metadata = MetaData()
 

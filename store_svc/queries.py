@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.v1 import types_pb2
-from mockex.convert import NANOS_PER_SECOND, public_order, ticks_to_price, timestamp
+from mockex import participant
+from mockex.participant import NANOS_PER_SECOND, ticks_to_price, timestamp
 from store_svc.db import fills, orders, symbols, trades
 from store_svc.records import order_state
 
@@ -58,15 +59,12 @@ async def _public_orders(conn: AsyncConnection, order_rows: Sequence) -> list[ty
     for row in order_rows:
         tick = _tick(tick_sizes.get(row.symbol, DEFAULT_TICK_SIZE))
         order_fills = [
-            types_pb2.Fill(
-                trade_id=fill.trade_id,
-                price=ticks_to_price(fill.price_ticks, tick),
-                quantity=fill.quantity,
-                timestamp=timestamp(fill.timestamp_ns),
+            participant.fill(
+                fill.trade_id, fill.price_ticks, fill.quantity, fill.timestamp_ns, tick
             )
             for fill in fills_by_order[row.order_id]
         ]
-        result.append(public_order(order_state(row), tick, order_fills))
+        result.append(participant.order(order_state(row), tick, order_fills))
     return result
 
 
@@ -103,14 +101,15 @@ async def symbol_trades(engine: AsyncEngine, symbol: str, limit: int) -> list[ty
             .limit(limit)
         )
         return [
-            types_pb2.Trade(
-                trade_id=row.trade_id,
-                price=ticks_to_price(row.price_ticks, tick),
-                quantity=row.quantity,
-                aggressor_side=row.aggressor_side,
-                timestamp=timestamp(row.timestamp_ns),
-                sequence=row.sequence,
-                symbol=row.symbol,
+            participant.trade(
+                row.symbol,
+                row.trade_id,
+                row.price_ticks,
+                row.quantity,
+                types_pb2.Side.Value(row.aggressor_side),
+                row.timestamp_ns,
+                row.sequence,
+                tick,
             )
             for row in rows
         ]

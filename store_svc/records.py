@@ -1,5 +1,9 @@
 """The engine's log as database rows: pure functions, no I/O, so the mapping is unit-testable.
 
+Every row comes from the batch's events, never from its command: the command is what was asked,
+the events are what the engine did. A CreateAccount the engine refused (two admins racing for one
+user id) logs a CommandRefused event and no AccountCreated, so it makes no users row.
+
 Enums are stored by name ('BUY', 'FILLED') so the tables read without the proto at hand.
 """
 
@@ -10,7 +14,7 @@ from typing import Any
 
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import types_pb2
-from mockex import convert
+from mockex import participant
 
 Row = dict[str, Any]
 
@@ -100,11 +104,12 @@ def symbol_row(event: engine_pb2.EngineEvent) -> Row:
     return {"symbol": event.symbol, "tick_size": added.tick_size, "lot_size": added.lot_size}
 
 
-def user_row(account: engine_pb2.CreateAccountCommand) -> Row:
+def user_row(event: engine_pb2.EngineEvent) -> Row:
+    created = event.account_created
     return {
-        "user_id": account.user_id,
-        "admin": account.admin,
-        "api_key_sha256": account.api_key_sha256,
+        "user_id": created.user_id,
+        "admin": created.admin,
+        "api_key_sha256": created.api_key_sha256,
     }
 
 
@@ -138,18 +143,21 @@ class Rows:
         return sum(
             len(rows)
             for rows in (
-                self.symbols, self.users, self.orders, self.fills, self.trades, self.snapshots
+                self.symbols,
+                self.users,
+                self.orders,
+                self.fills,
+                self.trades,
+                self.snapshots,
             )
         )
 
     def add_batch(self, batch: engine_pb2.EngineBatch, log_offset: int) -> None:
-        """Rows of one EngineBatch found at `log_offset` of the events topic."""
-        if batch.command.WhichOneof("command") == "create_account":
-            account = batch.command.create_account
-            self.users[account.user_id] = user_row(account)
+        """Rows of one EngineBatch found at `log_offset` of the events topic, from its events only
+        (orders from the five order events, fills, trades, listings, accounts)."""
         for event_index, event in enumerate(batch.events):
             kind = event.WhichOneof("event")
-            if kind in convert.ORDER_EVENT_KINDS:
+            if kind in participant.ORDER_EVENT_KINDS:
                 self._add_order(order_row(getattr(event, kind).order, log_offset, event_index))
             if kind == "order_filled":
                 self.fills.append(fill_row(event))
@@ -157,6 +165,8 @@ class Rows:
                 self.trades.append(trade_row(event))
             elif kind == "symbol_added":
                 self.symbols[event.symbol] = symbol_row(event)
+            elif kind == "account_created":
+                self.users[event.account_created.user_id] = user_row(event)
 
     def add_snapshot(self, snapshot: engine_pb2.EngineSnapshot, payload: bytes) -> None:
         self.snapshots.append(snapshot_row(snapshot, payload))
