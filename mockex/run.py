@@ -1,32 +1,61 @@
-"""`make run`: the whole exchange on this machine, with logs prefixed per process; Ctrl-C stops.
+"""`make run`: the whole exchange on this machine, with logs prefixed per process.
 
-Data lives under var/ (Kafka log, SQLite database), so a restart continues where it stopped.
+A child that exits is started again (mockex.supervisor). Ctrl-C, SIGTERM and SIGHUP stop every
+child and exit; if this process is killed outright, the children die with it (PR_SET_PDEATHSIG,
+mockex.processes), and it stops them itself when its parent (`make`) is killed. Children an
+earlier run of the same data directory left behind (pid files in <data>/run) are stopped first.
+
+Data lives under var/, or MOCKEX_DATA_DIR (Kafka log, SQLite database, admin key), so a restart
+continues where it stopped. Ports: MOCKEX_HTTP_PORT, MOCKEX_GRPC_PORT, ... (settings.PORTS).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sys
-import threading
 import time
+from pathlib import Path
+from typing import IO
 
 import grpc
 
 from exchange.v1 import admin_pb2, admin_pb2_grpc, market_pb2, market_pb2_grpc
 from mockex import processes
 from mockex.auth import new_api_key
+from mockex.settings import PORTS
 from mockex.stack import ExchangeStack, StackPorts
+from mockex.supervisor import Supervisor, say
 
-VAR_DIR = processes.REPO_ROOT / "var"
-DEFAULT_SYMBOLS = (("ACME", 0.01, 1), ("GLOBX", 0.01, 1), ("INITECH", 0.05, 10))
+DEFAULT_SYMBOLS = (("ACME", 0.01, 1, 100.0), ("GLOBX", 0.01, 1, 50.0), ("INITECH", 0.05, 10, 20.0))
+"""(symbol, tick size, lot size, reference price) listed on a first run."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LOCK_FILE = "supervisor.lock"
+"""In <data>/run: locked while a supervisor runs on that data directory; holds its pid."""
+MOCKEX_MARKERS = ("mockex", "_svc", "start-kafka.sh", "kafka.Kafka", "/edge/envoy.yaml")
+"""Text in the command line of a Mockex process (or of its parent, for redis-server)."""
 
 
-def admin_key() -> str:
-    """MOCKEX_ADMIN_KEY, else the key generated on the first run (kept in var/admin-key)."""
+class Stop(Exception):
+    """A signal asked us to stop."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def data_directory() -> Path:
+    """MOCKEX_DATA_DIR, else var/ in the repository; absolute, since children run elsewhere."""
+    raw = os.environ.get("MOCKEX_DATA_DIR")
+    return Path(raw).resolve() if raw else processes.REPO_ROOT / "var"
+
+
+def admin_key(data_dir: Path) -> str:
+    """MOCKEX_ADMIN_KEY, else the key generated on the first run (kept in <data>/admin-key)."""
     if os.environ.get("MOCKEX_ADMIN_KEY"):
         return os.environ["MOCKEX_ADMIN_KEY"]
-    path = VAR_DIR / "admin-key"
+    path = data_dir / "admin-key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(new_api_key() + "\n")
@@ -34,10 +63,90 @@ def admin_key() -> str:
     return path.read_text().strip()
 
 
+def lock_data_dir(data_dir: Path, run_dir: Path) -> IO[str]:
+    """One supervisor per data directory: two would take each other's children for leftovers.
+    The lock goes with the process, however it ends."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        other = handle.read().strip() or "?"
+        sys.exit(
+            f"error: Mockex is already running on {data_dir} (pid {other}); stop it, or set "
+            "MOCKEX_DATA_DIR and the port variables (README, Configuration) for a second one"
+        )
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def stop_leftovers(run_dir: Path, data_dir: Path) -> None:
+    """Children of an earlier run of this data directory that outlived it (a pid file naming a
+    process that still runs and started when the file says): stopped, one line each."""
+    for pid_file in sorted(run_dir.glob("*.pid")):
+        pid = processes.live_pid(pid_file)
+        if pid is not None:
+            say(
+                f"==> stopping {pid_file.stem} (pid {pid}), left running by an earlier run "
+                f"of {data_dir}"
+            )
+            processes.stop_pid(pid)
+        pid_file.unlink(missing_ok=True)
+
+
+def _looks_like_mockex(pid: int) -> bool:
+    parent = processes.parent_pid(pid)
+    commands = [processes.process_command(pid)]
+    if parent:
+        commands.append(processes.process_command(parent))
+    return any(marker in command for command in commands for marker in MOCKEX_MARKERS)
+
+
+def _short(command: str, limit: int = 80) -> str:
+    return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
 def check_ports_free(ports: StackPorts) -> None:
-    busy = [f"{name}={port}" for name, port in vars(ports).items() if processes.port_open(port)]
-    if busy:
-        sys.exit(f"error: ports already in use ({', '.join(busy)}): is Mockex already running?")
+    """Exit naming each busy port, the variable that moves it and, if /proc tells, its holder."""
+    problems = []
+    for name, port in vars(ports).items():
+        if not processes.port_open(port):
+            continue
+        variable = PORTS[name].variable
+        holder = processes.port_holder(port)
+        if holder is None:
+            problems.append(
+                f"error: port {port} ({variable}) is in use: is Mockex already running? "
+                f"stop it or set {variable}"
+            )
+            continue
+        command = _short(processes.process_command(holder)) or "?"
+        hint = "is Mockex already running? " if _looks_like_mockex(holder) else ""
+        problems.append(
+            f"error: port {port} ({variable}) is in use by pid {holder} ({command}); "
+            f"{hint}stop it or set {variable}"
+        )
+    if problems:
+        sys.exit("\n".join(problems))
+
+
+def check_kafka_data(kafka_dir: Path, ports: StackPorts) -> None:
+    """The broker's storage is formatted for its ports (scripts/start-kafka.sh refuses others):
+    say so before starting anything."""
+    formatted = processes.kafka_data_ports(kafka_dir)
+    if formatted is None or formatted == (ports.kafka, ports.kafka_controller):
+        return
+    port, controller_port = formatted
+    sys.exit(
+        f"error: the Kafka data in {kafka_dir} was formatted for ports {port} and "
+        f"{controller_port}, not {ports.kafka} and {ports.kafka_controller}: set "
+        f"{PORTS['kafka'].variable}={port} {PORTS['kafka_controller'].variable}="
+        f"{controller_port}, or delete {kafka_dir}/server.properties and {kafka_dir}/logs "
+        "(the exchange's log: every order and trade)"
+    )
 
 
 def list_default_symbols(gateway_port: int, key: str) -> None:
@@ -49,58 +158,91 @@ def list_default_symbols(gateway_port: int, key: str) -> None:
         if listed.symbols:
             return
         admin = admin_pb2_grpc.AdminServiceStub(channel)
-        for symbol, tick_size, lot_size in DEFAULT_SYMBOLS:
+        for symbol, tick_size, lot_size, reference_price in DEFAULT_SYMBOLS:
             admin.AddSymbol(
-                admin_pb2.AddSymbolRequest(symbol=symbol, tick_size=tick_size, lot_size=lot_size),
+                admin_pb2.AddSymbolRequest(
+                    symbol=symbol,
+                    tick_size=tick_size,
+                    lot_size=lot_size,
+                    reference_price=reference_price,
+                ),
                 metadata=(("x-api-key", key),),
                 timeout=10,
             )
-            print(f"==> listed {symbol} (tick {tick_size}, lot {lot_size})", flush=True)
+            print(
+                f"==> listed {symbol} (tick {tick_size}, lot {lot_size}, "
+                f"reference price {reference_price:g})",
+                flush=True,
+            )
 
 
-def main() -> None:
-    processes.ManagedProcess.echo_to_console = True
-    ports = StackPorts()
-    check_ports_free(ports)
-    key = admin_key()
-    stack = ExchangeStack(data_dir=VAR_DIR, admin_key=key, ports=ports)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    try:
-        started = time.monotonic()
-        print("==> starting Redis and Kafka", flush=True)
-        stack.start_infrastructure()
-        for name in ("engine", "store", "stream", "gateway"):
-            print(f"==> starting {name}_svc", flush=True)
-            stack.start_service(name)
-        print("==> starting the edge (Envoy)", flush=True)
-        stack.start_edge()
-        list_default_symbols(ports.gateway, key)
-        print(
-            f"""
+def start_all(stack: ExchangeStack) -> None:
+    """Everything, in dependency order, each waited for; then the banner."""
+    started = time.monotonic()
+    ports = stack.ports
+    print("==> starting Redis and Kafka", flush=True)
+    stack.start_infrastructure()
+    for name in ("engine", "store", "stream", "gateway"):
+        print(f"==> starting {name}_svc", flush=True)
+        stack.start_service(name)
+    print("==> starting the edge (Envoy)", flush=True)
+    stack.start_edge()
+    list_default_symbols(ports.gateway, stack.admin_key)
+    key = stack.admin_key
+    print(
+        f"""
 Mockex is up ({time.monotonic() - started:.1f}s).
   REST/gRPC-Web: http://localhost:{ports.edge}
   web terminal:  http://localhost:{ports.edge}/
   gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}
   admin key (x-api-key):               {key}
-  Redis {stack.redis_url}   Kafka {stack.kafka_bootstrap}   data {VAR_DIR}
+  Redis {stack.redis_url}   Kafka {stack.kafka_bootstrap}   data {stack.data_dir}
   try: curl -H 'X-API-Key: {key}' http://localhost:{ports.edge}/market/symbols
        grpcurl -plaintext -H 'x-api-key: {key}' 127.0.0.1:{ports.gateway} list
 Ctrl-C stops everything.
 """,
-            flush=True,
-        )
-        while not stopping.is_set():
-            for name, process in stack.processes.items():
-                if not process.alive():
-                    print(f"==> {name} exited; stopping everything (log: {process.log_path})")
-                    stopping.set()
-            stopping.wait(0.5)
-    except KeyboardInterrupt:
-        pass
+        flush=True,
+    )
+
+
+def main() -> None:
+    # A killed `make` (our parent) stops us, and we stop the children.
+    processes.set_death_signal(signal.SIGTERM)
+    processes.ManagedProcess.echo_to_console = True
+    data_dir = data_directory()
+    try:
+        ports = StackPorts.from_env()
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    stack = ExchangeStack(data_dir=data_dir, admin_key="", ports=ports)
+    lock = lock_data_dir(data_dir, stack.run_dir)
+    supervisor = Supervisor(stack)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
+    failed = False
+    try:
+        stop_leftovers(stack.run_dir, data_dir)
+        check_kafka_data(data_dir / "kafka", ports)
+        check_ports_free(ports)
+        stack.admin_key = admin_key(data_dir)
+        start_all(stack)
+        supervisor.start()
+        while True:
+            time.sleep(3600)
+    except Stop as stop:
+        say(f"==> {stop} received")
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        failed = True
     finally:
-        print("==> stopping", flush=True)
-        stack.stop()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if stack.processes:
+            say("==> stopping")
+        supervisor.stop()
+        lock.close()
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

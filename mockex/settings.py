@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 
 def env_str(name: str, default: str) -> str:
@@ -29,13 +30,65 @@ def env_float(name: str, default: float) -> float:
         raise ValueError(f"environment variable {name}={raw!r} is not a number") from exc
 
 
-REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
-KAFKA_BOOTSTRAP_DEFAULT = "127.0.0.1:9092"
+class PortKnob(NamedTuple):
+    variable: str
+    default: int
+
+
+PORTS: dict[str, PortKnob] = {
+    "edge": PortKnob("MOCKEX_HTTP_PORT", 8080),
+    "gateway": PortKnob("MOCKEX_GRPC_PORT", 50051),
+    "redis": PortKnob("MOCKEX_REDIS_PORT", 6379),
+    "kafka": PortKnob("MOCKEX_KAFKA_PORT", 9092),
+    "kafka_controller": PortKnob("MOCKEX_KAFKA_CONTROLLER_PORT", 9093),
+    "engine": PortKnob("MOCKEX_ENGINE_PORT", 50052),
+    "stream": PortKnob("MOCKEX_STREAM_PORT", 50053),
+    "store": PortKnob("MOCKEX_STORE_PORT", 50054),
+    "stream_ws": PortKnob("MOCKEX_STREAM_WS_PORT", 50055),
+    "edge_admin": PortKnob("MOCKEX_EDGE_ADMIN_PORT", 9901),
+}
+"""Every port of the exchange, one environment variable each (keys: mockex.stack.StackPorts'
+fields). The services' address defaults derive from these, so one knob moves both ends."""
+
+
+def port(name: str) -> int:
+    """The port `name` (a key of PORTS) from its environment variable, else its default."""
+    knob = PORTS[name]
+    value = env_int(knob.variable, knob.default)
+    if not 0 < value < 65536:
+        raise ValueError(f"environment variable {knob.variable}={value} is not a port (1-65535)")
+    return value
+
+
+def local_address(name: str) -> str:
+    """host:port of the service listening on port `name` on this machine."""
+    return f"127.0.0.1:{port(name)}"
+
+
+REDIS_URL_DEFAULT = f"redis://127.0.0.1:{PORTS['redis'].default}/0"
+KAFKA_BOOTSTRAP_DEFAULT = f"127.0.0.1:{PORTS['kafka'].default}"
 
 
 def redis_url() -> str:
-    return env_str("MOCKEX_REDIS_URL", REDIS_URL_DEFAULT)
+    return env_str("MOCKEX_REDIS_URL", f"redis://{local_address('redis')}/0")
 
 
 def kafka_bootstrap() -> str:
-    return env_str("MOCKEX_KAFKA_BOOTSTRAP", KAFKA_BOOTSTRAP_DEFAULT)
+    return env_str("MOCKEX_KAFKA_BOOTSTRAP", local_address("kafka"))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name}={raw!r} must be 1/true/yes or 0/false/no")
+
+
+def log_fsync() -> bool:
+    """MOCKEX_LOG_FSYNC (default on): the broker writes each log record to disk before it
+    acknowledges it (Kafka `flush.messages=1` on the events topic)."""
+    return env_bool("MOCKEX_LOG_FSYNC", True)

@@ -1,7 +1,8 @@
 """The whole exchange as processes: Redis, Kafka, and the services, wired by environment.
 
-One definition serves `make run` (fixed ports, data under var/) and the integration tests (free
-ports, temporary directories), so what the tests start is what participants get.
+One definition serves `make run` (ports from the environment, StackPorts.from_env, data under
+var/) and the integration tests (free ports, temporary directories), so what the tests start is
+what participants get. mockex.supervisor restarts a child with the same start method.
 """
 
 from __future__ import annotations
@@ -9,36 +10,46 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from mockex import edge, names, processes
+from mockex import edge, names, processes, settings
+from mockex.grpc_server import LIVENESS
+from mockex.settings import PORTS
 
 SERVICES = ("engine", "store", "stream", "gateway")
 
 
 @dataclass
 class StackPorts:
-    redis: int = 6379
-    kafka: int = 9092
-    kafka_controller: int = 9093
-    gateway: int = 50051
-    engine: int = 50052
-    stream: int = 50053
-    store: int = 50054
-    edge: int = 8080
+    """Every port of one exchange; names, environment variables and defaults: settings.PORTS."""
+
+    redis: int = PORTS["redis"].default
+    kafka: int = PORTS["kafka"].default
+    kafka_controller: int = PORTS["kafka_controller"].default
+    gateway: int = PORTS["gateway"].default
+    engine: int = PORTS["engine"].default
+    stream: int = PORTS["stream"].default
+    store: int = PORTS["store"].default
+    edge: int = PORTS["edge"].default
     """Envoy: REST/JSON, gRPC-Web and /ws/ for participants (SPEC.md section 3)."""
-    edge_admin: int = 9901
+    edge_admin: int = PORTS["edge_admin"].default
     """Envoy's admin interface (stats, /ready), loopback only."""
-    stream_ws: int = 50055
+    stream_ws: int = PORTS["stream_ws"].default
     """stream_svc's WebSocket server, behind the edge's /ws/ paths."""
 
     @classmethod
     def free(cls) -> StackPorts:
         return cls(**{port.name: processes.free_port() for port in fields(cls)})
+
+    @classmethod
+    def from_env(cls) -> StackPorts:
+        """The ports `make run` binds: MOCKEX_HTTP_PORT, MOCKEX_GRPC_PORT, ... (settings.PORTS)."""
+        return cls(**{port.name: settings.port(port.name) for port in fields(cls)})
 
 
 @dataclass
@@ -50,6 +61,7 @@ class ExchangeStack:
     topic_suffix: str = ""
     """Appended to topic names, so tests can share one broker."""
     processes: dict[str, processes.ManagedProcess] = field(default_factory=dict)
+    """Every running child by name; a restart (mockex.supervisor) replaces its entry."""
 
     @property
     def redis_url(self) -> str:
@@ -75,7 +87,8 @@ class ExchangeStack:
             "MOCKEX_EVENTS_TOPIC": self.events_topic,
             "MOCKEX_SNAPSHOTS_TOPIC": self.snapshots_topic,
             "MOCKEX_ADMIN_KEY": self.admin_key,
-            "MOCKEX_DATABASE_URL": f"sqlite+aiosqlite:///{self.data_dir / 'mockex.db'}",
+            "MOCKEX_DATABASE_URL": os.environ.get("MOCKEX_DATABASE_URL")
+            or f"sqlite+aiosqlite:///{self.data_dir / 'mockex.db'}",
             "MOCKEX_GATEWAY_GRPC_ADDRESS": f"0.0.0.0:{ports.gateway}",
             "MOCKEX_ENGINE_GRPC_ADDRESS": f"127.0.0.1:{ports.engine}",
             "MOCKEX_STREAM_GRPC_ADDRESS": f"127.0.0.1:{ports.stream}",
@@ -86,26 +99,51 @@ class ExchangeStack:
             **self.extra_env,
         }
 
+    @property
+    def run_dir(self) -> Path:
+        """Where each child's pid file is (`<name>.pid`), for finding leftovers of a killed run."""
+        return self.data_dir / "run"
+
+    def _launch(
+        self, process: processes.ManagedProcess, ready: Callable[[], None]
+    ) -> processes.ManagedProcess:
+        """Start it with a pid file, register it (so stop() reaches it while it is still starting),
+        wait until `ready` returns; a start that fails stops the process again."""
+        process.pid_file = self.run_dir / f"{process.name}.pid"
+        self.processes[process.name] = process.start()
+        return processes.wait_or_stop(process, ready)
+
+    def start_redis(self) -> processes.ManagedProcess:
+        process = processes.redis_process(self.ports.redis, self.data_dir / "redis")
+        return self._launch(process, lambda: process.wait_for_port(self.ports.redis, 10))
+
+    def start_kafka(self, timeout: float = 90) -> processes.ManagedProcess:
+        process = processes.kafka_process(
+            self.ports.kafka, self.ports.kafka_controller, self.data_dir / "kafka"
+        )
+        return self._launch(process, lambda: process.wait_for_port(self.ports.kafka, timeout))
+
     def start_infrastructure(self, redis: bool = True, kafka: bool = True) -> None:
         if redis:
-            self.processes["redis"] = processes.start_redis(
-                self.ports.redis, self.data_dir / "redis"
-            )
+            self.start_redis()
         if kafka:
-            self.processes["kafka"] = processes.start_kafka(
-                self.ports.kafka, self.ports.kafka_controller, self.data_dir / "kafka"
-            )
+            self.start_kafka()
         asyncio.run(
             processes.create_topics(self.kafka_bootstrap, [self.events_topic, self.snapshots_topic])
         )
 
-    def start_service(self, name: str, timeout: float = 60) -> processes.ManagedProcess:
-        process = processes.python_service(
+    def start_service(
+        self, name: str, timeout: float = 60, ready: bool = True
+    ) -> processes.ManagedProcess:
+        """One of SERVICES; returns once its gRPC health check answers SERVING: readiness (its
+        dependencies answer) or, with `ready` False, liveness (the process is up), which a
+        restart during an outage waits for: the service then heals by itself."""
+        process = processes.service_process(
             name, f"{name}_svc", self.service_env(), self.data_dir / "logs"
         )
-        self.processes[name] = process
-        wait_serving(process, getattr(self.ports, name), timeout)
-        return process
+        port = getattr(self.ports, name)
+        check = "" if ready else LIVENESS
+        return self._launch(process, lambda: wait_serving(process, port, timeout, check))
 
     def edge_config(self) -> edge.EdgeConfig:
         env = {**os.environ, **self.service_env()}  # what the gateway process sees
@@ -122,9 +160,9 @@ class ExchangeStack:
 
     def start_edge(self, timeout: float = 30) -> processes.ManagedProcess:
         """Envoy in front of the gateway; after the gateway, so its first requests find it."""
-        process = processes.start_envoy(self.edge_config(), self.data_dir, timeout)
-        self.processes["edge"] = process
-        return process
+        config = self.edge_config()
+        process = processes.envoy_process(config, self.data_dir)
+        return self._launch(process, lambda: processes.wait_envoy_ready(process, config, timeout))
 
     def start_services(self) -> None:
         for name in SERVICES:
@@ -132,22 +170,28 @@ class ExchangeStack:
         self.start_edge()
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
+        """The edge and the services first, Redis and Kafka last (whatever order a restart left
+        them in), so each service stops cleanly while its dependencies still answer."""
+        order = ["edge", *reversed(SERVICES), "kafka", "redis"]
+        for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else -1):
             self.processes.pop(name).stop()
 
 
-def wait_serving(process: processes.ManagedProcess, port: int, timeout: float) -> None:
-    """Until the process's standard gRPC health check answers SERVING."""
+def wait_serving(
+    process: processes.ManagedProcess, port: int, timeout: float, service: str = ""
+) -> None:
+    """Until the process's standard gRPC health check of `service` answers SERVING."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if not process.alive():
                 raise RuntimeError(
-                    f"{process.name} exited; see {process.log_path}:\n{process.tail()}"
+                    f"{process.name} exited (code {process.returncode}); see "
+                    f"{process.log_path}:\n{process.tail()}"
                 )
             try:
-                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
