@@ -84,10 +84,12 @@ class Exchange:
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
 
     async def add_symbol(self, symbol: str | None = None, tick_size: float = 0.01,
-                         lot_size: int = 1) -> str:
+                         lot_size: int = 1, reference_price: float = 100.0) -> str:
+        """A new symbol; granted positions are valued at `reference_price` unless told."""
         symbol = symbol or "S" + uuid.uuid4().hex[:6].upper()
         await self.admin.AddSymbol(
-            admin_pb2.AddSymbolRequest(symbol=symbol, tick_size=tick_size, lot_size=lot_size),
+            admin_pb2.AddSymbolRequest(symbol=symbol, tick_size=tick_size, lot_size=lot_size,
+                                       reference_price=reference_price),
             metadata=self.admin_metadata,
             timeout=15,
         )

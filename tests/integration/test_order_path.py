@@ -97,6 +97,25 @@ async def test_cancel_round_trip_and_preconditions(exchange: Exchange) -> None:
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def test_reads_reflect_every_answer_at_once(exchange: Exchange) -> None:
+    """Read your writes: right after an answer, the history says the same (no polling)."""
+    symbol = await exchange.add_symbol()
+    trader = await exchange.participant()
+    for _ in range(6):  # 30 calls: inside the module stack's rate limit burst (40)
+        order = await trader.place(symbol, "BUY", 1, 10.0)
+        listed = await trader.orders.ListOrders(
+            orders_pb2.ListOrdersRequest(status="open"), metadata=trader.metadata, timeout=15
+        )
+        assert order.order_id in [o.order_id for o in listed.orders]
+        cancelled = await trader.cancel(order.order_id)
+        assert cancelled.status == types_pb2.CANCELLED
+        still_open = await trader.orders.ListOrders(
+            orders_pb2.ListOrdersRequest(status="open"), metadata=trader.metadata, timeout=15
+        )
+        assert order.order_id not in [o.order_id for o in still_open.orders]
+        assert (await trader.get(order.order_id)).status == types_pb2.CANCELLED
+
+
 async def test_other_users_order_is_not_found(exchange: Exchange) -> None:
     symbol = await exchange.add_symbol()
     owner = await exchange.participant()

@@ -96,9 +96,10 @@ class Edge:
         assert answer.status == 200, f"{method} {path}: {answer.status} {answer.body}"
         return answer.body
 
-    def add_symbol(self, tick_size: float = 0.01) -> str:
+    def add_symbol(self, tick_size: float = 0.01, reference_price: float = 100.0) -> str:
         symbol = "R" + uuid.uuid4().hex[:6].upper()
-        self.ok("POST", "/admin/symbols", {"symbol": symbol, "tickSize": tick_size}, ADMIN_KEY)
+        listing = {"symbol": symbol, "tickSize": tick_size, "referencePrice": reference_price}
+        self.ok("POST", "/admin/symbols", listing, ADMIN_KEY)
         return symbol
 
     def participant(self, cash: float = 1_000_000.0, positions: dict | None = None) -> str:
@@ -247,7 +248,9 @@ def test_orders_lists_the_callers_orders_newest_first_by_status(rest: Edge) -> N
 def test_market_symbols_lists_tick_lot_and_status(rest: Edge) -> None:
     symbol = rest.add_symbol(tick_size=0.05)
     symbols = {info["symbol"]: info for info in rest.ok("GET", "/market/symbols")["symbols"]}
-    assert symbols[symbol] == {"symbol": symbol, "tickSize": 0.05, "lotSize": 1, "status": "OPEN"}
+    assert symbols[symbol] == {
+        "symbol": symbol, "tickSize": 0.05, "lotSize": 1, "status": "OPEN", "referencePrice": 100
+    }
 
 
 def test_quote_has_every_field_even_when_zero(rest: Edge) -> None:
@@ -343,6 +346,8 @@ def test_account_and_leaderboard(rest: Edge) -> None:
         "positions",
         "realizedPnl",
         "equity",
+        "pnl",
+        "startingValue",
     }
     assert (account["cash"], account["reservedCash"], account["availableCash"]) == (
         5_000,
@@ -351,14 +356,18 @@ def test_account_and_leaderboard(rest: Edge) -> None:
     )
     [position] = account["positions"]
     assert set(position) == {"symbol", "quantity", "avgPrice", "unrealizedPnl"}
-    assert (position["symbol"], position["quantity"]) == (symbol, 10)
+    assert (position["symbol"], position["quantity"], position["avgPrice"]) == (symbol, 10, 100)
+    # Granted at the reference price (100) and no trade since: worth what it was given at.
+    assert (account["startingValue"], account["equity"], account["pnl"]) == (6_000, 6_000, 0)
 
     board = rest.ok("GET", "/leaderboard")
     assert set(board) == {"entries", "timestamp"}
     ranks = [entry["rank"] for entry in board["entries"]]
     assert ranks == list(range(1, len(ranks) + 1))
     mine = next(entry for entry in board["entries"] if entry["userId"] == account["userId"])
-    assert set(mine) == {"rank", "userId", "equity", "realizedPnl", "unrealizedPnl"}
+    assert set(mine) == {"rank", "userId", "pnl", "equity", "realizedPnl", "unrealizedPnl"}
+    assert mine["pnl"] == 0
+    assert "admin" not in {entry["userId"] for entry in board["entries"]}
 
 
 def test_healthz(rest: Edge) -> None:
@@ -370,17 +379,37 @@ def test_admin_users_and_symbols(rest: Edge) -> None:
     listed = rest.ok(
         "POST", "/admin/symbols", {"symbol": symbol, "tickSize": 0.05, "lotSize": 10}, ADMIN_KEY
     )
-    assert listed == {"symbol": symbol, "tickSize": 0.05, "lotSize": 10}
+    assert listed == {"symbol": symbol, "tickSize": 0.05, "lotSize": 10, "referencePrice": 0}
     user_id = "adm" + uuid.uuid4().hex[:8]
+    no_basis = rest.call(
+        "POST", "/admin/users", {"userId": user_id, "positions": {symbol: 30}}, ADMIN_KEY
+    )
+    assert_error(no_basis, 400, 3, naming="costBasis")
     created = rest.ok(
         "POST",
         "/admin/users",
-        {"userId": user_id, "cash": 250.5, "positions": {symbol: 30}},
+        {"userId": user_id, "cash": 250.5, "positions": {symbol: 30}, "costBasis": {symbol: 12.35}},
         ADMIN_KEY,
     )
     assert set(created) == {"userId", "apiKey"} and created["userId"] == user_id
     account = rest.ok("GET", "/account", key=created["apiKey"])
     assert account["cash"] == 250.5 and account["positions"][0]["quantity"] == 30
+    assert account["positions"][0]["avgPrice"] == 12.35
+    assert (account["startingValue"], account["pnl"]) == (621.0, 0)
+
+    # An admin cash adjustment moves the starting value with the cash: no P&L.
+    adjusted = rest.ok("POST", "/admin/cash", {"userId": user_id, "amount": 100}, ADMIN_KEY)
+    assert adjusted == {"userId": user_id, "cash": 350.5, "startingValue": 721.0}
+    account = rest.ok("GET", "/account", key=created["apiKey"])
+    assert (account["cash"], account["pnl"]) == (350.5, 0)
+    assert_error(
+        rest.call("POST", "/admin/cash", {"userId": "nobody" + user_id, "amount": 1}, ADMIN_KEY),
+        404, 5, naming="userId",
+    )
+    assert_error(
+        rest.call("POST", "/admin/cash", {"userId": user_id, "amount": -1000}, ADMIN_KEY),
+        400, 3, naming="amount",
+    )
 
     trader = rest.participant()
     assert_error(rest.call("POST", "/admin/symbols", {"symbol": "NOTME"}, trader), 403, 7)
@@ -408,6 +437,10 @@ def test_admin_halt_resume_close_and_open(rest: Edge) -> None:
         assert status_of(symbol) == "CLOSED"
         expired = rest.ok("GET", f"/order/status/{resting['orderId']}", key=trader)
         assert expired["status"] == "EXPIRED"
+        # Read your writes: the order history answers with the day close at once.
+        assert rest.ok("GET", "/orders?status=open", key=trader) == {"orders": []}
+        closed = rest.ok("GET", "/orders?status=closed", key=trader)["orders"]
+        assert {o["orderId"]: o["status"] for o in closed}[resting["orderId"]] == "EXPIRED"
     finally:
         assert rest.ok("POST", "/admin/market/open", None, ADMIN_KEY) == {}
     assert status_of(symbol) == "OPEN"
