@@ -1,5 +1,6 @@
-"""Every benchmark `make bench` runs: the matching engine against the plain baseline, then the
-exchange end to end (`bench.e2e_bench`).
+"""Every benchmark `make bench` runs: the matching engine against the plain baseline, what fsync
+on every log write costs (`bench.log_durability`), then the exchange end to end
+(`bench.e2e_bench`).
 
 Engine: generates the seeded flow (reused while its stamp matches), runs `bench.engine_bench`
 for the engine and for the baseline in fresh processes, alternating, several rounds each; checks
@@ -10,7 +11,8 @@ engine-bench markers), leaving the rest of the file alone. End to end: runs
 rates; about 3 minutes), which rewrites its own section (between the e2e-bench markers).
 
     python -m bench.run_all [--messages 1000000] [--seed 42] [--rounds 3]
-                            [--only engine|e2e] [--e2e-args "--rates 500,1000 --seconds 5"]
+                            [--only engine|durability|e2e]
+                            [--e2e-args "--rates 500,1000 --seconds 5"]
 """
 
 from __future__ import annotations
@@ -383,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=BENCHMARKS, help="file to write (BENCHMARKS.md)"
     )
     parser.add_argument(
-        "--only", choices=("engine", "e2e"), help="run only the engine or only the e2e benchmark"
+        "--only",
+        choices=("engine", "durability", "e2e"),
+        help="run only the engine, the log durability or the e2e benchmark",
     )
     parser.add_argument(
         "--e2e-args", default="", help="extra arguments for bench.e2e_bench, as one string"
@@ -401,9 +405,18 @@ def main(argv: list[str] | None = None) -> int:
         [executable, "-m", "bench.run_all", *(argv if argv is not None else sys.argv[1:])]
     )
 
-    if args.only != "e2e":
+    if args.only in (None, "engine"):
         run_engine_bench(args, command, started, load_at_start)
-    if args.only != "engine":
+    if args.only in (None, "durability"):
+        durability_command = [
+            sys.executable,
+            "-m",
+            "bench.log_durability",
+            *(["--out", str(args.out)] if args.out != BENCHMARKS else []),
+        ]
+        log("log durability: " + " ".join(durability_command[1:]))
+        subprocess.run(durability_command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+    if args.only in (None, "e2e"):
         e2e_command = [
             sys.executable,
             "-m",
