@@ -4,7 +4,7 @@ Each round: take up to `batch_size` commands from the Redis stream, apply the on
 before, write their EngineBatches to Kafka and wait for the acks, and only then publish to Redis
 (caches, pub/sub, replies to gateways) and acknowledge the stream entries. The log is the truth:
 on start the engine restores the newest snapshot and replays the log after it, checking that the
-replay gives the logged events byte for byte.
+replay gives the logged events byte for byte (engine_svc.recovery).
 
 Faults heal in place. Redis lost (or back empty): the loop backs off, reconnects, rewrites every
 cache and reads its unacknowledged entries again; gateways resend what they still wait for, and
@@ -22,14 +22,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from engine_svc.codec import event_to_proto, settings_to_proto
+from engine_svc.codec import settings_to_proto
 from engine_svc.config import EngineConfig
 from engine_svc.engine import MatchingEngine
+from engine_svc.recovery import recover
 from engine_svc.rules import RULES_VERSION, ExchangeSettings
 from engine_svc.servicer import CommandHandler
 from engine_svc.views import EngineViews
@@ -49,10 +50,6 @@ FINAL_SNAPSHOT_SECONDS = 5.0
 """A write to the log that has waited this long makes the engine report NOT_SERVING."""
 
 T = TypeVar("T")
-
-
-class LogMismatch(RuntimeError):
-    """Replaying the log gave other events than the log holds: the engine refuses to start."""
 
 
 class LogWriteFailed(Exception):
@@ -125,8 +122,9 @@ class EngineApp:
                 try:
                     await asyncio.wait_for(self._take_snapshot(), FINAL_SNAPSHOT_SECONDS)
                 except TimeoutError:
-                    log.warning("no snapshot at stop: the log did not answer in %ss",
-                                FINAL_SNAPSHOT_SECONDS)
+                    log.warning(
+                        "no snapshot at stop: the log did not answer in %ss", FINAL_SNAPSHOT_SECONDS
+                    )
         if self._status_task:
             self._status_task.cancel()
             await asyncio.gather(self._status_task, return_exceptions=True)
@@ -198,136 +196,22 @@ class EngineApp:
             raise
         self.producer = producer
 
-    def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.config.kafka_bootstrap,
-            enable_auto_commit=False,
-            group_id=None,
-            isolation_level="read_committed",
-            fetch_max_bytes=names.MAX_RECORD_BYTES,
-            max_partition_fetch_bytes=names.MAX_RECORD_BYTES,
-        )
-
     async def _recover(self) -> None:
-        """The engine as the log says: the newest usable snapshot, then every batch after it."""
-        started = time.monotonic()
-        handler = CommandHandler(MatchingEngine())
-        views = EngineViews(handler.engine)
-        last_offset = -1
-        snapshot = await self._latest_snapshot()
-        if snapshot is not None:
-            try:
-                handler = CommandHandler.restore(snapshot)
-                views = EngineViews(handler.engine)
-                views.restore_from_snapshot(snapshot)
-                last_offset = snapshot.log_offset
-            except (ValueError, KeyError) as exc:
-                log.error(
-                    "snapshot at log_offset=%d unusable (%r); replaying the whole log",
-                    snapshot.log_offset,
-                    exc,
-                )
-                handler = CommandHandler(MatchingEngine())
-                views = EngineViews(handler.engine)
-                last_offset = -1
-        self.handler, self.views, self.last_offset = handler, views, last_offset
-        replayed, unchecked = await self._replay_log(last_offset + 1)
+        """The engine as the log says (engine_svc.recovery)."""
+        recovered = await recover(self.config)
+        self.handler, self.views = recovered.handler, recovered.views
+        self.last_offset = recovered.last_offset
         self._views_fresh = False
         log.info(
             "recovered snapshot_offset=%s replayed=%d unchecked_older_rules=%d last_offset=%d "
             "open_orders=%d seconds=%.2f",
-            snapshot.log_offset if snapshot else "-",
-            replayed,
-            unchecked,
-            self.last_offset,
+            "-" if recovered.snapshot_offset is None else recovered.snapshot_offset,
+            recovered.replayed,
+            recovered.unchecked,
+            recovered.last_offset,
             len(self.engine.open_orders),
-            time.monotonic() - started,
+            recovered.seconds,
         )
-
-    async def _latest_snapshot(self) -> engine_pb2.EngineSnapshot | None:
-        consumer = self._consumer()
-        partition = TopicPartition(self.config.snapshots_topic, 0)
-        await consumer.start()
-        try:
-            consumer.assign([partition])
-            end = (await consumer.end_offsets([partition]))[partition]
-            if end == 0:
-                return None
-            consumer.seek(partition, end - 1)
-            record = await asyncio.wait_for(consumer.getone(), timeout=30)
-            return engine_pb2.EngineSnapshot.FromString(record.value)
-        finally:
-            await consumer.stop()
-
-    async def _replay_log(self, from_offset: int) -> tuple[int, int]:
-        """Re-apply the logged commands with their logged times; (replayed, unchecked).
-
-        Batches logged under this engine's rules version must come out byte for byte as logged;
-        the first that does not stops the start, naming its offset. Batches of an older rules
-        version are replayed under today's rules unchecked (the rules changed on purpose).
-        """
-        consumer = self._consumer()
-        partition = TopicPartition(self.config.events_topic, 0)
-        await consumer.start()
-        replayed = unchecked = 0
-        try:
-            consumer.assign([partition])
-            begin = (await consumer.beginning_offsets([partition]))[partition]
-            end = (await consumer.end_offsets([partition]))[partition]
-            if from_offset < begin:
-                raise LogMismatch(
-                    f"{self.config.events_topic} starts at offset {begin} (older records were "
-                    f"deleted) but the engine needs it from offset {from_offset}: restore the "
-                    "log or a snapshot that covers the gap"
-                )
-            if from_offset > end:
-                raise LogMismatch(
-                    f"the newest snapshot covers {self.config.events_topic} up to offset "
-                    f"{from_offset - 1}, but the log ends at offset {end - 1}: it is not the log "
-                    "the snapshot was taken from"
-                )
-            if from_offset == end:
-                return 0, 0
-            consumer.seek(partition, from_offset)
-            while self.last_offset < end - 1:
-                records = await consumer.getmany(partition, timeout_ms=1000, max_records=5000)
-                for record in records.get(partition, ()):
-                    replayed += 1
-                    if not self._replay_record(record.value, record.offset):
-                        unchecked += 1
-        finally:
-            await consumer.stop()
-        return replayed, unchecked
-
-    def _replay_record(self, value: bytes, offset: int) -> bool:
-        """Apply one logged batch; True when it was checked against the log."""
-        logged = engine_pb2.EngineBatch.FromString(value)
-        command = logged.command
-        version = self.engine.settings.rules_version
-        if command.WhichOneof("command") == "configure_exchange":
-            # The engine that logged a ConfigureExchange ran the rules it names.
-            version = command.configure_exchange.settings.rules_version
-        checked = version == RULES_VERSION
-        events = [event_to_proto(event) for event in self.handler.apply(command)]
-        if checked:
-            expected = [event.SerializeToString() for event in logged.events]
-            got = [event.SerializeToString() for event in events]
-            if got != expected:
-                index = next(
-                    (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
-                    min(len(got), len(expected)),
-                )
-                raise LogMismatch(
-                    f"replay of {self.config.events_topic} offset {offset} differs from the log "
-                    f"at event {index} ({len(got)} events replayed, {len(expected)} logged): the "
-                    "log was altered, or the engine's rules changed without a new RULES_VERSION. "
-                    "The engine will not start on it."
-                )
-        replayed = engine_pb2.EngineBatch(events=events)
-        replayed.command.CopyFrom(command)
-        self.views.record(replayed)
-        self.last_offset = offset
-        return checked
 
     async def _configure(self) -> None:
         """Log the settings this start brings: a new log's first settings, a changed
