@@ -374,11 +374,9 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
             admin=account_snapshot.admin,
             api_key_sha256=account_snapshot.api_key_sha256,
         )
-        if old_format:
-            account.starting_value = account_snapshot.cash_units
-            if user_id in keys:
-                account.admin = keys[user_id].admin
-                account.api_key_sha256 = keys[user_id].api_key_sha256
+        if old_format and user_id in keys:
+            account.admin = keys[user_id].admin
+            account.api_key_sha256 = keys[user_id].api_key_sha256
         account.reserved_cash = account_snapshot.reserved_cash_units
         for position_snapshot in account_snapshot.positions:
             if old_format:
@@ -388,6 +386,14 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
                 position.realized_pnl = position_snapshot.realized_pnl_units
             position.reserved = position_snapshot.reserved
             account.positions[position_snapshot.symbol] = position
+        if old_format:
+            # Format 0 kept no starting value: the one under which P&L is what the account has
+            # realized plus what its positions are worth above their cost.
+            account.starting_value = (
+                account.cash
+                + sum(position.cost for position in account.positions.values())
+                - account.realized_pnl
+            )
         engine.accounts[user_id] = account
     for resting in snapshot.open_orders:
         order = _order_from_state(resting.order)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from engine_svc import risk
-from engine_svc.accounts import CASH_UNITS_PER_CURRENCY, Account, Position
+from engine_svc.accounts import CASH_UNITS_PER_CURRENCY, Account
 from engine_svc.book import BookSide, OrderBook
 from engine_svc.events import (
     AccountCreated,
@@ -221,7 +221,9 @@ class MatchingEngine:
         account = Account(user_id, cash, admin=admin, api_key_sha256=api_key_sha256)
         for grant in valued:
             cost = grant.quantity * grant.price * self.symbols[grant.symbol].tick_cash
-            account.positions[grant.symbol] = Position(grant.quantity, cost)
+            position = account.position(grant.symbol)
+            position.quantity += grant.quantity
+            position.cost += cost
             account.starting_value += cost
         self.accounts[user_id] = account
         return [

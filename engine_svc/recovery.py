@@ -61,6 +61,13 @@ def log_consumer(config: EngineConfig) -> AIOKafkaConsumer:
 async def recover(config: EngineConfig) -> Recovered:
     started = time.monotonic()
     snapshot = await latest_snapshot(config)
+    if snapshot is not None and snapshot.format_version == 0 and await log_starts_at_zero(config):
+        # Converting a format-0 snapshot guesses its starting values; the whole log is exact.
+        log.info(
+            "snapshot of format 0 at log_offset=%d ignored: replaying the whole log",
+            snapshot.log_offset,
+        )
+        snapshot = None
     replay = Replay(config, CommandHandler(MatchingEngine()))
     if snapshot is not None:
         try:
@@ -95,6 +102,17 @@ async def latest_snapshot(config: EngineConfig) -> engine_pb2.EngineSnapshot | N
         consumer.seek(partition, end - 1)
         record = await asyncio.wait_for(consumer.getone(), SNAPSHOT_READ_TIMEOUT_SECONDS)
         return engine_pb2.EngineSnapshot.FromString(record.value)
+    finally:
+        await consumer.stop()
+
+
+async def log_starts_at_zero(config: EngineConfig) -> bool:
+    """Whether the log still holds its first record (retention deleted none)."""
+    consumer = log_consumer(config)
+    partition = TopicPartition(config.events_topic, 0)
+    await consumer.start()
+    try:
+        return (await consumer.beginning_offsets([partition]))[partition] == 0
     finally:
         await consumer.stop()
 

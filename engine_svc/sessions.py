@@ -11,8 +11,10 @@ from __future__ import annotations
 
 DAY_NS = 24 * 3600 * 1_000_000_000
 IDLE_SESSION_NS = DAY_NS
-"""A session with no command for this long of log time is forgotten at the next day close: its
-gateway is gone (a live gateway would have resent what it waits for long before)."""
+"""A session with no command for this long of log time is forgotten at the next day close. Its
+gateway is gone or has moved on: a gateway with nothing pending opens a new session after an
+hour without commands (gateway_svc.engine_client.SESSION_IDLE_SECONDS), and one with something
+pending resends it within seconds of Redis answering."""
 
 
 class SessionLedger:

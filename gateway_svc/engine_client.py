@@ -35,6 +35,10 @@ SAMPLE_EVERY_SECONDS = 0.1
 STATUS_STALE_SECONDS = 3.0
 """An engine status older than this (by the engine's own clock) counts as missing."""
 RETRY_DELAYS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+SESSION_IDLE_SECONDS = 3600.0
+"""With nothing pending and no command for this long, the next command opens a new session:
+the engine forgets sessions idle for a day (engine_svc.sessions.IDLE_SESSION_NS), so a gateway
+never sends under a session the engine may have forgotten."""
 
 
 class EngineTimeout(Exception):
@@ -65,13 +69,17 @@ class EngineClient:
     def __init__(
         self, redis: Redis, commands_stream: str, gateway_id: str, max_queued_commands: int
     ) -> None:
-        self.session_id = f"{gateway_id}.{secrets.token_hex(4)}"
-        """New for every process: the engine's ledger tells its commands from another's."""
+        self._process_id = f"{gateway_id}.{secrets.token_hex(4)}"
+        self._session_number = 1
+        self.session_id = f"{self._process_id}.1"
+        """New for every process (and after a long idle time): the engine's ledger tells its
+        commands from another's."""
         self._redis = redis
         self._stream = commands_stream
         self._max_queued = max_queued_commands
-        self._reply_channel = names.reply_channel(self.session_id)
+        self._reply_channel = names.reply_channel(self._process_id)
         self._next_sequence = 1
+        self._last_submit = time.monotonic()
         self._pending: dict[int, PendingCommand] = {}
         """By sequence, in sequence order (dicts keep insertion order)."""
         self._by_command_id: dict[str, PendingCommand] = {}
@@ -138,6 +146,12 @@ class EngineClient:
             raise EngineTimeout(command.command_id) from exc
 
     def _submit(self, command: engine_pb2.EngineCommand) -> PendingCommand:
+        now = time.monotonic()
+        if not self._pending and now - self._last_submit >= SESSION_IDLE_SECONDS:
+            self._session_number += 1
+            self.session_id = f"{self._process_id}.{self._session_number}"
+            self._next_sequence = 1
+        self._last_submit = now
         sequence = self._next_sequence
         self._next_sequence += 1
         command.session_id = self.session_id
