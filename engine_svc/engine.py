@@ -208,6 +208,8 @@ class MatchingEngine:
         """
         if not user_id:
             return [_refused(Refusal.INVALID_ARGUMENT, "userId must not be empty", now)]
+        if cash < 0:
+            return [_refused(Refusal.INVALID_ARGUMENT, "cash must not be negative", now, user_id)]
         if user_id in self.accounts:
             message = f"userId {user_id} already exists"
             return [_refused(Refusal.ACCOUNT_EXISTS, message, now, user_id)]
@@ -217,6 +219,9 @@ class MatchingEngine:
             if state is None:
                 message = f"positions: symbol {grant.symbol} is not listed"
                 return [_refused(Refusal.UNKNOWN_SYMBOL, message, now, user_id)]
+            if grant.quantity < 0 or grant.price < 0:
+                message = f"positions: {grant.symbol} quantity and cost basis must not be negative"
+                return [_refused(Refusal.INVALID_ARGUMENT, message, now, user_id)]
             valued.append(Grant(grant.symbol, grant.quantity, grant.price or state.reference_price))
         account = Account(user_id, cash, admin=admin, api_key_sha256=api_key_sha256)
         for grant in valued:
@@ -264,11 +269,12 @@ class MatchingEngine:
         return SymbolStatus.HALTED if state.halted else SymbolStatus.OPEN
 
     def open_market(self, now: int) -> list[Event]:
-        """Start a trading day: the day's statistics restart."""
+        """Start a trading day: the day's statistics and clientOrderIds restart."""
         events: list[Event] = []
         if self.market_open:
             return events
         self.market_open = True
+        self.client_orders.clear()  # those tried while closed were refused, not today's orders
         events.append(TradingDayOpened("", 0, now, self._next_exchange_sequence()))
         for state in self.symbols.values():
             state.open = state.high = state.low = state.volume = 0

@@ -30,6 +30,8 @@ class SessionLedger:
 
     def record(self, sequence: int, now: int) -> None:
         self.last_applied_ns = now
+        if self.is_applied(sequence):
+            return
         if sequence != self.applied_through + 1:
             self.applied_after.add(sequence)
             return

@@ -1,9 +1,16 @@
 """A deliberately simple reference matcher, written from docs/matching.md and not from the engine.
 
 Everything is a plain list or dict and every question is answered by scanning: the resting orders
-of all symbols sit in one list, the best match is found by `min` over (price, arrival number),
+of all symbols sit in one list, the best match is found by sorting on (price, arrival number),
 and the reserved cash and position of an account are recomputed from its open orders whenever
-they are needed. It is slow on purpose; the stateful test compares the engine against it.
+they are needed. Costs and realized P&L are exact fractions of a cash unit (textbook average
+cost), so the engine's integer bookkeeping can be held to them. It is slow on purpose; the
+stateful test compares the engine against it.
+
+Every command returns what a participant observes, in order: ("trade", price, quantity, buy
+order, sell order) per execution, ("order", kind, order id, status, reason, filled quantity,
+filled notional, remaining) for each state an order passes through, ("refused", refusal, order
+id) and ("cancel rejected", order id, reason).
 
 Only the enums are shared with the engine.
 """
@@ -12,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 
-from engine_svc.orders import OrderStatus, OrderType, Reason, Side, TimeInForce
+from engine_svc.orders import OrderStatus, OrderType, Reason, Refusal, Side, TimeInForce
 
 MAX_QUANTITY = 1_000_000
 CASH_UNIT = Decimal("0.0001")
@@ -30,8 +38,10 @@ class RefOrder:
     price: int
     quantity: int
     arrival: int
+    client_order_id: str = ""
     remaining: int = 0
     filled: int = 0
+    notional: int = 0  # sum of price ticks x quantity over the fills
     status: OrderStatus = OrderStatus.NEW
     reason: Reason = Reason.NONE
 
@@ -39,13 +49,20 @@ class RefOrder:
 @dataclass
 class RefAccount:
     cash: int
+    starting_value: int
     positions: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, Fraction] = field(default_factory=dict)
+    """What the open quantity cost (cash units), signed like it."""
+    realized: dict[str, Fraction] = field(default_factory=dict)
+    closes: dict[str, int] = field(default_factory=dict)
+    """Fills that closed part of the position (each may round the engine's cost by < 1 unit)."""
 
 
 @dataclass
 class RefSymbol:
     tick_cash: int
     lot_size: int
+    reference_price: int = 0
     halted: bool = False
     # The day's statistics (prices in ticks, 0 = none yet).
     last: int = 0
@@ -55,12 +72,7 @@ class RefSymbol:
     low: int = 0
 
 
-@dataclass(frozen=True)
-class Fill:
-    price: int
-    quantity: int
-    buy_order_id: str
-    sell_order_id: str
+Observed = tuple
 
 
 class ReferenceMatcher:
@@ -72,15 +84,52 @@ class ReferenceMatcher:
         self.accounts: dict[str, RefAccount] = {}
         self.orders: dict[str, RefOrder] = {}  # every order ever placed, finished ones too
         self.resting: list[RefOrder] = []  # open orders of all symbols, in arrival order
+        self.client_orders: dict[tuple[str, str], str] = {}  # today's (user, clientOrderId)
         self.arrivals = 0
+        self.log: list[Observed] = []
+        self.moved: set[tuple[str, str]] = set()  # (user, symbol) positions moved by fills
 
     # ---- set-up ---------------------------------------------------------------------------
 
-    def add_symbol(self, symbol: str, tick_size: str = "0.01", lot_size: int = 1) -> None:
-        self.symbols[symbol] = RefSymbol(int(Decimal(tick_size) / CASH_UNIT), lot_size)
+    def configure(self, short_limit: int, max_open_orders: int) -> None:
+        self.short_limit = short_limit
+        self.max_open_orders = max_open_orders
 
-    def create_account(self, user: str, cash: int, positions: dict[str, int] | None = None) -> None:
-        self.accounts[user] = RefAccount(cash, dict(positions or {}))
+    def add_symbol(
+        self, symbol: str, tick_size: str = "0.01", lot_size: int = 1, reference_price: int = 0
+    ) -> None:
+        self.symbols[symbol] = RefSymbol(
+            int(Decimal(tick_size) / CASH_UNIT), lot_size, reference_price
+        )
+
+    def create_account(
+        self, user: str, cash: int, grants: tuple[tuple[str, int, int], ...] = ()
+    ) -> bool:
+        """Grants are (symbol, quantity, price ticks; 0 = the reference price). False if the
+        account exists."""
+        if user in self.accounts:
+            return False
+        account = RefAccount(cash, cash)
+        for symbol, quantity, price in grants:
+            spec = self.symbols[symbol]
+            cost = quantity * (price or spec.reference_price) * spec.tick_cash
+            account.positions[symbol] = quantity
+            account.cost[symbol] = Fraction(cost)
+            account.starting_value += cost
+            self.moved.add((user, symbol))
+        self.accounts[user] = account
+        return True
+
+    def adjust_cash(self, user: str, amount: int) -> Refusal | None:
+        """None when done; cash and starting value move together."""
+        account = self.accounts.get(user)
+        if account is None:
+            return Refusal.UNKNOWN_ACCOUNT
+        if account.cash + amount < self.reserved_cash(user):
+            return Refusal.INVALID_ARGUMENT
+        account.cash += amount
+        account.starting_value += amount
+        return None
 
     # ---- what an account holds -------------------------------------------------------------
 
@@ -93,6 +142,18 @@ class ReferenceMatcher:
             for o in self.open_orders_of(user)
             if o.side == Side.BUY
         )
+
+    def reservations(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """What every account's open orders hold: cash per user, position per (user, symbol)."""
+        cash: dict[str, int] = {}
+        positions: dict[tuple[str, str], int] = {}
+        for o in self.resting:
+            if o.side == Side.BUY:
+                held = o.price * o.remaining * self.symbols[o.symbol].tick_cash
+                cash[o.user] = cash.get(o.user, 0) + held
+            else:
+                positions[(o.user, o.symbol)] = positions.get((o.user, o.symbol), 0) + o.remaining
+        return cash, positions
 
     def position(self, user: str, symbol: str) -> int:
         return self.accounts[user].positions.get(symbol, 0)
@@ -140,6 +201,20 @@ class ReferenceMatcher:
 
     # ---- commands ---------------------------------------------------------------------------
 
+    def observe(self, kind: str, order: RefOrder) -> None:
+        self.log.append(
+            (
+                "order",
+                kind,
+                order.order_id,
+                order.status,
+                order.reason,
+                order.filled,
+                order.notional,
+                order.remaining,
+            )
+        )
+
     def place(
         self,
         order_id: str,
@@ -150,12 +225,29 @@ class ReferenceMatcher:
         tif: TimeInForce,
         price: int,
         quantity: int,
-    ) -> list[Fill]:
+        client_order_id: str = "",
+    ) -> list[Observed]:
+        self.log = []
+        if user and client_order_id:
+            first = self.client_orders.get((user, client_order_id))
+            if first is not None:
+                return [("refused", Refusal.DUPLICATE_CLIENT_ORDER_ID, first)]
+            self.client_orders[(user, client_order_id)] = order_id
         if type == OrderType.MARKET:
             price = 0
         self.arrivals += 1
         order = RefOrder(
-            order_id, user, symbol, side, type, tif, price, quantity, self.arrivals, quantity
+            order_id,
+            user,
+            symbol,
+            side,
+            type,
+            tif,
+            price,
+            quantity,
+            self.arrivals,
+            client_order_id,
+            quantity,
         )
         self.orders[order_id] = order
 
@@ -163,33 +255,37 @@ class ReferenceMatcher:
         if reason != Reason.NONE:
             order.status = OrderStatus.REJECTED
             order.reason = reason
-            return []
+            self.observe("rejected", order)
+            return self.log
+        self.observe("accepted", order)
 
         if tif == TimeInForce.FOK and not self.fok_can_fill(order):
             order.status = OrderStatus.EXPIRED
             order.reason = Reason.FILL_OR_KILL
-            return []
+            self.observe("expired", order)
+            return self.log
 
-        fills = []
         for resting in self.opposite_in_priority(order):
             if order.remaining == 0:
                 break
             if self.is_own(order, resting):
                 self.finish(resting, OrderStatus.CANCELLED, Reason.SELF_TRADE)
                 continue
-            fills.append(self.trade(order, resting))
+            self.trade(order, resting)
 
         if order.remaining == 0:
-            order.status = OrderStatus.FILLED
+            pass  # FILLED by its last trade
         elif type == OrderType.LIMIT and tif in (TimeInForce.GFD, TimeInForce.GTC):
             self.resting.append(order)
         elif type == OrderType.MARKET and order.filled == 0:
             order.status = OrderStatus.EXPIRED
             order.reason = Reason.NO_LIQUIDITY
+            self.observe("expired", order)
         else:
             order.status = OrderStatus.EXPIRED
             order.reason = Reason.UNFILLED_REMAINDER
-        return fills
+            self.observe("expired", order)
+        return self.log
 
     def rejection(self, order: RefOrder) -> Reason:
         spec = self.symbols.get(order.symbol)
@@ -202,10 +298,7 @@ class ReferenceMatcher:
             or not 1 <= order.quantity <= MAX_QUANTITY
             or order.quantity % spec.lot_size != 0
             or (order.type == OrderType.LIMIT and order.price <= 0)
-            or (
-                order.type == OrderType.MARKET
-                and order.tif in (TimeInForce.GFD, TimeInForce.GTC)
-            )
+            or (order.type == OrderType.MARKET and order.tif in (TimeInForce.GFD, TimeInForce.GTC))
         ):
             return Reason.INVALID_ORDER
         if not self.market_open:
@@ -253,12 +346,13 @@ class ReferenceMatcher:
         )
         return reachable >= order.quantity
 
-    def trade(self, order: RefOrder, resting: RefOrder) -> Fill:
+    def trade(self, order: RefOrder, resting: RefOrder) -> None:
         quantity = min(order.remaining, resting.remaining)
         price = resting.price
         for party in (order, resting):
             party.remaining -= quantity
             party.filled += quantity
+            party.notional += price * quantity
             if party.remaining == 0:
                 party.status = OrderStatus.FILLED
             else:
@@ -267,16 +361,14 @@ class ReferenceMatcher:
             self.resting.remove(resting)
 
         spec = self.symbols[order.symbol]
-        notional = price * quantity * spec.tick_cash
+        price_units = price * spec.tick_cash
         buy, sell = (order, resting) if order.side == Side.BUY else (resting, order)
         if buy.user:
-            account = self.accounts[buy.user]
-            account.cash -= notional
-            account.positions[order.symbol] = account.positions.get(order.symbol, 0) + quantity
+            self.move(self.accounts[buy.user], order.symbol, quantity, price_units)
+            self.moved.add((buy.user, order.symbol))
         if sell.user:
-            account = self.accounts[sell.user]
-            account.cash += notional
-            account.positions[order.symbol] = account.positions.get(order.symbol, 0) - quantity
+            self.move(self.accounts[sell.user], order.symbol, -quantity, price_units)
+            self.moved.add((sell.user, order.symbol))
 
         spec.last = price
         spec.volume += quantity
@@ -284,48 +376,83 @@ class ReferenceMatcher:
             spec.open = spec.high = spec.low = price
         spec.high = max(spec.high, price)
         spec.low = min(spec.low, price)
-        return Fill(price, quantity, buy.order_id, sell.order_id)
+        self.log.append(("trade", price, quantity, buy.order_id, sell.order_id))
+        self.observe("filled", resting)
+        self.observe("filled", order)
+
+    @staticmethod
+    def move(account: RefAccount, symbol: str, signed: int, price_units: int) -> None:
+        """Cash and position by one fill (+ bought, - sold); average-cost P&L, exact."""
+        account.cash -= signed * price_units
+        held = account.positions.get(symbol, 0)
+        cost = account.cost.get(symbol, Fraction(0))
+        new = held + signed
+        if held == 0 or (held > 0) == (signed > 0):
+            cost += signed * price_units
+        else:
+            average = cost / held
+            closed = min(abs(signed), abs(held))
+            direction = 1 if held > 0 else -1
+            account.realized[symbol] = (
+                account.realized.get(symbol, Fraction(0))
+                + (price_units - average) * closed * direction
+            )
+            account.closes[symbol] = account.closes.get(symbol, 0) + 1
+            # What is left of the old position keeps its average; a flip opens at the fill price.
+            cost = average * new if (new > 0) == (held > 0) else Fraction(new * price_units)
+        account.positions[symbol] = new
+        account.cost[symbol] = cost
 
     def finish(self, order: RefOrder, status: OrderStatus, reason: Reason) -> None:
         self.resting.remove(order)
         order.status = status
         order.reason = reason
+        self.observe("cancelled" if status == OrderStatus.CANCELLED else "expired", order)
 
-    def cancel(self, order_id: str, user: str, is_admin: bool = False) -> Reason:
-        """The reason the order was cancelled with, or why the cancel was refused."""
+    def cancel(self, order_id: str, user: str, is_admin: bool = False) -> list[Observed]:
+        self.log = []
         order = self.orders.get(order_id)
         if order is None or order not in self.resting:
-            return Reason.UNKNOWN_ORDER
+            return [("cancel rejected", order_id, Reason.UNKNOWN_ORDER)]
         if order.user == user:
             reason = Reason.CANCELLED_BY_OWNER
         elif is_admin:
             reason = Reason.CANCELLED_BY_ADMIN
         else:
-            return Reason.NOT_ORDER_OWNER
+            return [("cancel rejected", order_id, Reason.NOT_ORDER_OWNER)]
         self.finish(order, OrderStatus.CANCELLED, reason)
-        return reason
+        return self.log
 
-    def close_market(self) -> None:
+    def close_market(self) -> list[Observed]:
+        self.log = []
         if not self.market_open:
-            return
+            return self.log
         self.market_open = False
+        self.client_orders.clear()
         for order in list(self.resting):
             if order.tif == TimeInForce.GFD:
                 self.finish(order, OrderStatus.EXPIRED, Reason.DAY_CLOSE)
+        return self.log
 
     def open_market(self) -> None:
         if self.market_open:
             return
         self.market_open = True
+        self.client_orders.clear()  # a new trading day: yesterday's clientOrderIds are free
         for spec in self.symbols.values():
             spec.volume = spec.open = spec.high = spec.low = 0
 
-    def halt(self, symbol: str = "") -> None:
-        for name, spec in self.symbols.items():
-            if not symbol or name == symbol:
-                spec.halted = True
+    def halt(self, symbol: str = "") -> bool:
+        """True if a symbol's state changed."""
+        return self._set_halted(symbol, True)
 
-    def resume(self, symbol: str = "") -> None:
+    def resume(self, symbol: str = "") -> bool:
+        return self._set_halted(symbol, False)
+
+    def _set_halted(self, symbol: str, halted: bool) -> bool:
+        changed = False
         for name, spec in self.symbols.items():
-            if not symbol or name == symbol:
-                spec.halted = False
+            if (not symbol or name == symbol) and spec.halted != halted:
+                spec.halted = halted
+                changed = True
+        return changed
