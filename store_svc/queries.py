@@ -161,7 +161,11 @@ def build_candles(
             candles.append(
                 types_pb2.Candle(
                     start=timestamp(bucket * interval_ns),
-                    open=price, high=price, low=price, close=price, volume=0,
+                    open=price,
+                    high=price,
+                    low=price,
+                    close=price,
+                    volume=0,
                 )
             )
         candle = candles[-1]

@@ -61,8 +61,9 @@ async def topics(kafka_bootstrap: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_stack(kafka_bootstrap: str, data_dir: Path, extra_env: dict[str, str]
-                  ) -> Iterator[ExchangeStack]:
+def running_stack(
+    kafka_bootstrap: str, data_dir: Path, extra_env: dict[str, str]
+) -> Iterator[ExchangeStack]:
     """The services and Envoy as real processes, with a Redis of their own and topics of their
     own on the shared broker; stopped by pid at the end."""
     ports = StackPorts.free()

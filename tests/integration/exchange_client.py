@@ -37,8 +37,16 @@ class Participant:
         self.accounts = accounts_pb2_grpc.AccountServiceStub(channel)
         self.streams = streams_pb2_grpc.StreamServiceStub(channel)
 
-    async def place(self, symbol: str, side: str, quantity: int, price: float = 0.0,
-                    type: str = "LIMIT", tif: str = "", **extra) -> types_pb2.Order:
+    async def place(
+        self,
+        symbol: str,
+        side: str,
+        quantity: int,
+        price: float = 0.0,
+        type: str = "LIMIT",
+        tif: str = "",
+        **extra,
+    ) -> types_pb2.Order:
         request = orders_pb2.PlaceOrderRequest(
             symbol=symbol,
             side=types_pb2.Side.Value(side),
@@ -83,20 +91,30 @@ class Exchange:
         self.admin_metadata = (("x-api-key", admin_key),)
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
 
-    async def add_symbol(self, symbol: str | None = None, tick_size: float = 0.01,
-                         lot_size: int = 1, reference_price: float = 100.0) -> str:
+    async def add_symbol(
+        self,
+        symbol: str | None = None,
+        tick_size: float = 0.01,
+        lot_size: int = 1,
+        reference_price: float = 100.0,
+    ) -> str:
         """A new symbol; granted positions are valued at `reference_price` unless told."""
         symbol = symbol or "S" + uuid.uuid4().hex[:6].upper()
         await self.admin.AddSymbol(
-            admin_pb2.AddSymbolRequest(symbol=symbol, tick_size=tick_size, lot_size=lot_size,
-                                       reference_price=reference_price),
+            admin_pb2.AddSymbolRequest(
+                symbol=symbol,
+                tick_size=tick_size,
+                lot_size=lot_size,
+                reference_price=reference_price,
+            ),
             metadata=self.admin_metadata,
             timeout=15,
         )
         return symbol
 
-    async def participant(self, cash: float = 1_000_000.0,
-                          positions: dict[str, int] | None = None) -> Participant:
+    async def participant(
+        self, cash: float = 1_000_000.0, positions: dict[str, int] | None = None
+    ) -> Participant:
         user_id = "u" + uuid.uuid4().hex[:10]
         created = await self.admin.CreateUser(
             admin_pb2.CreateUserRequest(user_id=user_id, cash=cash, positions=positions or {}),
@@ -106,8 +124,9 @@ class Exchange:
         return Participant(self.channel, created.user_id, created.api_key)
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0,
-                     what: str = "condition") -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0, what: str = "condition"
+) -> T:
     """Poll `probe` until it returns something truthy; the store and caches lag by design."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None

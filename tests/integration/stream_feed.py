@@ -27,17 +27,35 @@ def event(symbol: str, sequence: int, **payload: object) -> engine_pb2.EngineEve
     return engine_pb2.EngineEvent(symbol=symbol, sequence=sequence, timestamp_ns=NOW, **payload)
 
 
-def level(symbol: str, sequence: int, side: int = types_pb2.BUY, price_ticks: int = 10000,
-          quantity: int = 5) -> engine_pb2.EngineEvent:
-    return event(symbol, sequence, book_level_changed=engine_pb2.BookLevelChanged(
-        side=side, price_ticks=price_ticks, quantity=quantity, order_count=1 if quantity else 0))
+def level(
+    symbol: str,
+    sequence: int,
+    side: int = types_pb2.BUY,
+    price_ticks: int = 10000,
+    quantity: int = 5,
+) -> engine_pb2.EngineEvent:
+    return event(
+        symbol,
+        sequence,
+        book_level_changed=engine_pb2.BookLevelChanged(
+            side=side, price_ticks=price_ticks, quantity=quantity, order_count=1 if quantity else 0
+        ),
+    )
 
 
 def order(user_id: str, order_id: str, status: int, filled: int = 0) -> engine_pb2.OrderState:
     return engine_pb2.OrderState(
-        order_id=order_id, user_id=user_id, symbol="ACME", side=types_pb2.BUY,
-        type=types_pb2.LIMIT, time_in_force=types_pb2.GFD, price_ticks=10000, quantity=10,
-        filled_quantity=filled, filled_notional_ticks=filled * 10000, status=status,
+        order_id=order_id,
+        user_id=user_id,
+        symbol="ACME",
+        side=types_pb2.BUY,
+        type=types_pb2.LIMIT,
+        time_in_force=types_pb2.GFD,
+        price_ticks=10000,
+        quantity=10,
+        filled_quantity=filled,
+        filled_notional_ticks=filled * 10000,
+        status=status,
     )
 
 
@@ -61,18 +79,33 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 async def start_stream_app(redis_url: str, redis: Redis) -> StreamApp:
     """ACME (tick 0.01) and GLOBX (tick 0.05) listed, alice and bob with KEYS, the caches marked
     complete; gRPC and WebSocket on free ports."""
-    await redis.hset(names.SYMBOLS_KEY, mapping={
-        symbol: types_pb2.SymbolInfo(symbol=symbol, tick_size=tick, lot_size=1).SerializeToString()
-        for symbol, tick in (("ACME", 0.01), ("GLOBX", 0.05))
-    })
-    await redis.hset(names.USERS_KEY, mapping={
-        hash_api_key(key): engine_pb2.UserRecord(
-            user_id=user_id, api_key_sha256=hash_api_key(key)).SerializeToString()
-        for user_id, key in KEYS.items()
-    })
+    await redis.hset(
+        names.SYMBOLS_KEY,
+        mapping={
+            symbol: types_pb2.SymbolInfo(
+                symbol=symbol, tick_size=tick, lot_size=1
+            ).SerializeToString()
+            for symbol, tick in (("ACME", 0.01), ("GLOBX", 0.05))
+        },
+    )
+    await redis.hset(
+        names.USERS_KEY,
+        mapping={
+            hash_api_key(key): engine_pb2.UserRecord(
+                user_id=user_id, api_key_sha256=hash_api_key(key)
+            ).SerializeToString()
+            for user_id, key in KEYS.items()
+        },
+    )
     await redis.set(names.VIEWS_KEY, "test")  # as the engine does once every cache is written
-    app = StreamApp(StreamConfig(redis_url=redis_url, grpc_address="127.0.0.1:0",
-                                 ws_address="127.0.0.1:0", admin_key=ADMIN_KEY,
-                                 queue_size=QUEUE_SIZE))
+    app = StreamApp(
+        StreamConfig(
+            redis_url=redis_url,
+            grpc_address="127.0.0.1:0",
+            ws_address="127.0.0.1:0",
+            admin_key=ADMIN_KEY,
+            queue_size=QUEUE_SIZE,
+        )
+    )
     await app.start()
     return app

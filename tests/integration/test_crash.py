@@ -32,13 +32,19 @@ from tests.integration.test_order_path import read_log
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KILLS = 10
-ORDER_EVENTS = ("order_accepted", "order_rejected", "order_filled", "order_cancelled",
-                "order_expired")
+ORDER_EVENTS = (
+    "order_accepted",
+    "order_rejected",
+    "order_filled",
+    "order_cancelled",
+    "order_expired",
+)
 
 
 @pytest.fixture(scope="module")
-def crash_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[ExchangeStack]:
+def crash_stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExchangeStack]:
     """Frequent snapshots so that recovery goes through snapshot + log replay, not log alone."""
     with running_stack(
         kafka_bootstrap,
@@ -61,8 +67,9 @@ class FlowRecorder:
         self.cancel_answers: dict[str, types_pb2.Order] = {}
 
 
-async def trade_steadily(trader: Participant, symbol: str, recorder: FlowRecorder,
-                         stop: asyncio.Event, seed: int) -> None:
+async def trade_steadily(
+    trader: Participant, symbol: str, recorder: FlowRecorder, stop: asyncio.Event, seed: int
+) -> None:
     rng = random.Random(seed)
     open_ids: list[str] = []
     while not stop.is_set():
@@ -90,15 +97,15 @@ async def trade_steadily(trader: Participant, symbol: str, recorder: FlowRecorde
             await asyncio.sleep(0.05)
 
 
-async def run_flow_with_kills(stack: ExchangeStack, victim: str, kills: int, seed: int
-                              ) -> tuple[FlowRecorder, list[str]]:
+async def run_flow_with_kills(
+    stack: ExchangeStack, victim: str, kills: int, seed: int
+) -> tuple[FlowRecorder, list[str]]:
     rng = random.Random(seed)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports.gateway}") as channel:
         exchange = Exchange(channel, ADMIN_KEY)
         symbol = await exchange.add_symbol()
         traders = [
-            await exchange.participant(cash=1_000_000, positions={symbol: 10_000})
-            for _ in range(4)
+            await exchange.participant(cash=1_000_000, positions={symbol: 10_000}) for _ in range(4)
         ]
         recorder = FlowRecorder()
         stop = asyncio.Event()
@@ -120,10 +127,12 @@ async def run_flow_with_kills(stack: ExchangeStack, victim: str, kills: int, see
 async def wait_engine_drained(stack: ExchangeStack) -> None:
     redis = Redis.from_url(stack.redis_url)
     try:
+
         async def drained():
             groups = await redis.xinfo_groups(names.COMMANDS_STREAM)
             group = next(g for g in groups if g["name"] == names.ENGINE_GROUP.encode())
             return group["pending"] == 0 and group.get("lag", 0) == 0
+
         await eventually(drained, what="the engine to take every queued command")
     finally:
         await redis.aclose()
@@ -203,7 +212,8 @@ async def test_engine_killed_under_load_loses_no_acknowledged_order(
         for order_id in list(recorder.acknowledged)[:: max(1, len(recorder.acknowledged) // 60)]:
             answer = await admin.get(order_id)
             assert (answer.status, answer.filled_quantity) == (
-                final[order_id].status, final[order_id].filled_quantity
+                final[order_id].status,
+                final[order_id].filled_quantity,
             )
         # Every open order's cached object lists all its fills, also those from before a
         # restart (they travel in the snapshot).

@@ -132,9 +132,7 @@ async def place_until_answered(
     key = (trader.user_id, request.client_order_id)
     while True:
         try:
-            answer = await trader.orders.PlaceOrder(
-                request, metadata=trader.metadata, timeout=10
-            )
+            answer = await trader.orders.PlaceOrder(request, metadata=trader.metadata, timeout=10)
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in RETRIED:
                 raise
@@ -148,8 +146,9 @@ async def place_until_answered(
         return answer.order
 
 
-async def trade(trader: Participant, symbol: str, record: Record, stop: asyncio.Event,
-                seed: int) -> None:
+async def trade(
+    trader: Participant, symbol: str, record: Record, stop: asyncio.Event, seed: int
+) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
         kind = rng.random()
@@ -259,14 +258,22 @@ async def public_reads(stack: Stack, traders: list[Participant], symbol: str) ->
     `timestamp`, which is the time of the read)."""
     async with grpc.aio.insecure_channel(stack.gateway) as channel:
         reader = Participant(channel, "reader", traders[0].api_key)
-        book = (await reader.book.GetOrderBook(market_pb2.GetOrderBookRequest(symbol=symbol),
-                                               timeout=10)).book
-        quote = (await reader.book.GetQuote(market_pb2.GetQuoteRequest(symbol=symbol),
-                                            timeout=10)).quote
-        trades = (await reader.trades.ListTrades(
-            market_pb2.ListTradesRequest(symbol=symbol, limit=1000), timeout=10)).trades
-        board = await reader.accounts.GetLeaderboard(accounts_pb2.GetLeaderboardRequest(),
-                                                     timeout=10)
+        book = (
+            await reader.book.GetOrderBook(
+                market_pb2.GetOrderBookRequest(symbol=symbol), timeout=10
+            )
+        ).book
+        quote = (
+            await reader.book.GetQuote(market_pb2.GetQuoteRequest(symbol=symbol), timeout=10)
+        ).quote
+        trades = (
+            await reader.trades.ListTrades(
+                market_pb2.ListTradesRequest(symbol=symbol, limit=1000), timeout=10
+            )
+        ).trades
+        board = await reader.accounts.GetLeaderboard(
+            accounts_pb2.GetLeaderboardRequest(), timeout=10
+        )
         reads: dict = {
             "book": book.SerializeToString(deterministic=True),
             "quote": quote.SerializeToString(deterministic=True),
@@ -276,12 +283,12 @@ async def public_reads(stack: Stack, traders: list[Participant], symbol: str) ->
         for trader in traders:
             own = Participant(channel, trader.user_id, trader.api_key)
             account = await own.account()
-            orders = await own.orders.ListOrders(orders_pb2.ListOrdersRequest(),
-                                                 metadata=own.metadata, timeout=10)
+            orders = await own.orders.ListOrders(
+                orders_pb2.ListOrdersRequest(), metadata=own.metadata, timeout=10
+            )
             reads[trader.user_id] = {
                 "account": account.SerializeToString(deterministic=True),
-                "orders": [order.SerializeToString(deterministic=True)
-                           for order in orders.orders],
+                "orders": [order.SerializeToString(deterministic=True) for order in orders.orders],
             }
         return reads
 
@@ -289,6 +296,7 @@ async def public_reads(stack: Stack, traders: list[Participant], symbol: str) ->
 async def engine_drained(stack: Stack) -> None:
     redis = Redis(port=stack.ports.redis)
     try:
+
         async def drained() -> bool:
             groups = await redis.xinfo_groups(names.COMMANDS_STREAM)
             group = next(g for g in groups if g["name"] == names.ENGINE_GROUP.encode())
@@ -315,8 +323,7 @@ async def test_faults_heal_by_themselves_and_lose_or_double_nothing(stack: Stack
         exchange = Exchange(channel, ADMIN_KEY)
         symbol = await exchange.add_symbol(reference_price=25.0)
         traders = [
-            await exchange.participant(cash=1_000_000, positions={symbol: 5_000})
-            for _ in range(4)
+            await exchange.participant(cash=1_000_000, positions={symbol: 5_000}) for _ in range(4)
         ]
         traders = [Participant(channel, t.user_id, t.api_key) for t in traders]
         flow = Flow(traders, symbol, record)
@@ -337,7 +344,8 @@ async def test_faults_heal_by_themselves_and_lose_or_double_nothing(stack: Stack
         old = stack.exchange.processes["kafka"].pid
         kill(stack, "kafka")
         await until(
-            lambda: restarted(stack, "kafka", old) and port_open(stack.ports.kafka), 90,
+            lambda: restarted(stack, "kafka", old) and port_open(stack.ports.kafka),
+            90,
             "kafka restarted",
         )
         recoveries["kafka kill -9"] = [await serving_again(stack, "kafka came back")]
@@ -392,8 +400,12 @@ async def test_faults_heal_by_themselves_and_lose_or_double_nothing(stack: Stack
                     continue
                 first = answers[0]
                 request = orders_pb2.PlaceOrderRequest(
-                    symbol=symbol, side=first.side, quantity=first.quantity, price=first.price,
-                    type=first.type, time_in_force=first.time_in_force,
+                    symbol=symbol,
+                    side=first.side,
+                    quantity=first.quantity,
+                    price=first.price,
+                    type=first.type,
+                    time_in_force=first.time_in_force,
                     client_order_id=client_order_id,
                 )
                 await place_until_answered(by_user[user_id], request, record)
@@ -402,12 +414,16 @@ async def test_faults_heal_by_themselves_and_lose_or_double_nothing(stack: Stack
     assert await public_reads(stack, traders, symbol) == before, "a retry changed something"
 
     phase("checking against the log")
-    print(json.dumps({
-        "orders": len(record.answers),
-        "refused_and_retried": record.refusals,
-        "queued": sum(len(ids) for ids in record.queued.values()),
-        "recovery_seconds": {k: [round(v, 1) for v in vs] for k, vs in recoveries.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "orders": len(record.answers),
+                "refused_and_retried": record.refusals,
+                "queued": sum(len(ids) for ids in record.queued.values()),
+                "recovery_seconds": {k: [round(v, 1) for v in vs] for k, vs in recoveries.items()},
+            }
+        )
+    )
     await check_against_the_log(stack, record)
 
 
@@ -425,12 +441,15 @@ async def check_against_the_log(stack: Stack, record: Record) -> None:
                 if order.client_order_id:
                     key = (order.user_id, order.client_order_id)
                     firsts.setdefault(key, []).append(order.order_id)
-            if kind in ("order_accepted", "order_rejected", "order_filled", "order_cancelled",
-                        "order_expired"):
+            if kind in (
+                "order_accepted",
+                "order_rejected",
+                "order_filled",
+                "order_cancelled",
+                "order_expired",
+            ):
                 order = getattr(event, kind).order
-                states.setdefault(order.order_id, []).append(
-                    (order.status, order.filled_quantity)
-                )
+                states.setdefault(order.order_id, []).append((order.status, order.filled_quantity))
             if kind == "command_refused":
                 refused_duplicates += 1
     assert len(record.answers) > 200, "the flow should have placed a steady stream"
@@ -454,6 +473,6 @@ async def check_against_the_log(stack: Stack, record: Record) -> None:
             executed[order_id] = executed.get(order_id, 0) + 1
     for key, order_ids in record.queued.items():
         for order_id in order_ids:
-            assert executed.get(order_id) == 1, f"{key}: queued order {order_id} ran " \
-                f"{executed.get(order_id, 0)} times"
-
+            assert executed.get(order_id) == 1, (
+                f"{key}: queued order {order_id} ran {executed.get(order_id, 0)} times"
+            )

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[ExchangeStack]:
+def stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExchangeStack]:
     with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("truth"), {}) as stack:
         yield stack
 
@@ -58,8 +59,9 @@ async def copy_log(stack: ExchangeStack, batches: list[engine_pb2.EngineBatch]) 
     suffix = f".{uuid.uuid4().hex[:8]}"
     events, snapshots = names.EVENTS_TOPIC + suffix, names.SNAPSHOTS_TOPIC + suffix
     await processes.create_topics(stack.kafka_bootstrap, [events, snapshots])
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all",
-                                max_request_size=names.MAX_RECORD_BYTES)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.kafka_bootstrap, acks="all", max_request_size=names.MAX_RECORD_BYTES
+    )
     await producer.start()
     try:
         for batch in batches:
@@ -69,8 +71,9 @@ async def copy_log(stack: ExchangeStack, batches: list[engine_pb2.EngineBatch]) 
     return suffix
 
 
-def engine_on(stack: ExchangeStack, suffix: str, log_dir: Path,
-              **env: str) -> processes.ManagedProcess:
+def engine_on(
+    stack: ExchangeStack, suffix: str, log_dir: Path, **env: str
+) -> processes.ManagedProcess:
     """An engine process on the log copy `suffix`, with a Redis database of its own."""
     service_env = {
         **stack.service_env(),
@@ -99,8 +102,11 @@ async def test_a_tampered_event_stops_the_start_naming_its_offset(
     stack: ExchangeStack, logged: list[engine_pb2.EngineBatch], tmp_path: Path
 ) -> None:
     tampered = [engine_pb2.EngineBatch.FromString(b.SerializeToString()) for b in logged]
-    offset = next(i for i, batch in enumerate(tampered)
-                  if any(e.WhichOneof("event") == "trade_executed" for e in batch.events))
+    offset = next(
+        i
+        for i, batch in enumerate(tampered)
+        if any(e.WhichOneof("event") == "trade_executed" for e in batch.events)
+    )
     trade = next(e for e in tampered[offset].events if e.WhichOneof("event") == "trade_executed")
     trade.trade_executed.price_ticks += 1
     suffix = await copy_log(stack, tampered)
@@ -155,7 +161,9 @@ async def test_a_log_of_older_rules_is_replayed_unchecked_and_the_new_version_lo
     assert len(replayed) == len(older) + 1
     changed = replayed[-1].events[0].settings_changed
     assert (changed.previous.rules_version, changed.settings.rules_version) == (
-        RULES_VERSION - 1, RULES_VERSION)
+        RULES_VERSION - 1,
+        RULES_VERSION,
+    )
     assert f"unchecked_older_rules={len(older)}" in engine.tail(200)
 
 
@@ -189,8 +197,9 @@ async def test_a_changed_setting_at_restart_is_logged_and_an_unset_one_keeps_the
 
 
 async def read_log_copy(stack: ExchangeStack, suffix: str) -> list[engine_pb2.EngineBatch]:
-    copy = ExchangeStack(data_dir=stack.data_dir, admin_key=ADMIN_KEY, ports=stack.ports,
-                         topic_suffix=suffix)
+    copy = ExchangeStack(
+        data_dir=stack.data_dir, admin_key=ADMIN_KEY, ports=stack.ports, topic_suffix=suffix
+    )
     return await read_log(copy)
 
 
@@ -203,7 +212,8 @@ async def test_racing_create_user_gives_one_account_and_one_key(stack: ExchangeS
             try:
                 return await exchange.admin.CreateUser(
                     admin_pb2.CreateUserRequest(user_id=user_id, cash=1000),
-                    metadata=exchange.admin_metadata, timeout=15,
+                    metadata=exchange.admin_metadata,
+                    timeout=15,
                 )
             except grpc.aio.AioRpcError as exc:
                 return exc
@@ -217,8 +227,10 @@ async def test_racing_create_user_gives_one_account_and_one_key(stack: ExchangeS
 
     redis = Redis.from_url(stack.redis_url)
     try:
-        records = [engine_pb2.UserRecord.FromString(raw)
-                   for raw in (await redis.hgetall(names.USERS_KEY)).values()]
+        records = [
+            engine_pb2.UserRecord.FromString(raw)
+            for raw in (await redis.hgetall(names.USERS_KEY)).values()
+        ]
     finally:
         await redis.aclose()
     assert [r.api_key_sha256 for r in records if r.user_id == user_id] == [
@@ -227,12 +239,18 @@ async def test_racing_create_user_gives_one_account_and_one_key(stack: ExchangeS
 
     async def logged_once() -> bool:
         batches = await read_log(stack)
-        accounts = [e for b in batches for e in b.events
-                    if e.WhichOneof("event") == "account_created"
-                    and e.account_created.user_id == user_id]
-        refusals = [e for b in batches for e in b.events
-                    if e.WhichOneof("event") == "command_refused"
-                    and e.command_refused.user_id == user_id]
+        accounts = [
+            e
+            for b in batches
+            for e in b.events
+            if e.WhichOneof("event") == "account_created" and e.account_created.user_id == user_id
+        ]
+        refusals = [
+            e
+            for b in batches
+            for e in b.events
+            if e.WhichOneof("event") == "command_refused" and e.command_refused.user_id == user_id
+        ]
         return len(accounts) == 1 and len(refusals) == len(refused)
 
     await eventually(logged_once, what="one AccountCreated and the refusals in the log")

@@ -249,7 +249,11 @@ def test_market_symbols_lists_tick_lot_and_status(rest: Edge) -> None:
     symbol = rest.add_symbol(tick_size=0.05)
     symbols = {info["symbol"]: info for info in rest.ok("GET", "/market/symbols")["symbols"]}
     assert symbols[symbol] == {
-        "symbol": symbol, "tickSize": 0.05, "lotSize": 1, "status": "OPEN", "referencePrice": 100
+        "symbol": symbol,
+        "tickSize": 0.05,
+        "lotSize": 1,
+        "status": "OPEN",
+        "referencePrice": 100,
     }
 
 
@@ -404,11 +408,15 @@ def test_admin_users_and_symbols(rest: Edge) -> None:
     assert (account["cash"], account["pnl"]) == (350.5, 0)
     assert_error(
         rest.call("POST", "/admin/cash", {"userId": "nobody" + user_id, "amount": 1}, ADMIN_KEY),
-        404, 5, naming="userId",
+        404,
+        5,
+        naming="userId",
     )
     assert_error(
         rest.call("POST", "/admin/cash", {"userId": user_id, "amount": -1000}, ADMIN_KEY),
-        400, 3, naming="amount",
+        400,
+        3,
+        naming="amount",
     )
 
     trader = rest.participant()

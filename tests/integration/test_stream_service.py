@@ -53,8 +53,9 @@ def stub(channel: grpc.aio.Channel) -> streams_pb2_grpc.StreamServiceStub:
 async def test_market_data_sends_the_snapshot_then_the_deltas_after_it(
     stream_app: StreamApp, stub: streams_pb2_grpc.StreamServiceStub, redis: Redis
 ) -> None:
-    book = types_pb2.OrderBook(symbol="ACME", sequence=5,
-                               bids=[types_pb2.PriceLevel(price=100.0, quantity=5, orders=1)])
+    book = types_pb2.OrderBook(
+        symbol="ACME", sequence=5, bids=[types_pb2.PriceLevel(price=100.0, quantity=5, orders=1)]
+    )
     await redis.set(names.book_key("ACME"), book.SerializeToString())
     call = stub.StreamMarketData(streams_pb2.StreamMarketDataRequest(symbols=["ACME", "GLOBX"]))
 
@@ -67,10 +68,18 @@ async def test_market_data_sends_the_snapshot_then_the_deltas_after_it(
     await publish(redis, level("ACME", 4), level("ACME", 5))
     await publish(
         redis,
-        event("ACME", 6, order_accepted=engine_pb2.OrderAccepted(
-            order=order("alice", "o-1", types_pb2.NEW))),
-        event("ACME", 7, trade_executed=engine_pb2.TradeExecuted(
-            trade_id="t-1", price_ticks=10000, quantity=5, aggressor_side=types_pb2.SELL)),
+        event(
+            "ACME",
+            6,
+            order_accepted=engine_pb2.OrderAccepted(order=order("alice", "o-1", types_pb2.NEW)),
+        ),
+        event(
+            "ACME",
+            7,
+            trade_executed=engine_pb2.TradeExecuted(
+                trade_id="t-1", price_ticks=10000, quantity=5, aggressor_side=types_pb2.SELL
+            ),
+        ),
         level("ACME", 8, quantity=0),
         level("GLOBX", 1, side=types_pb2.SELL, price_ticks=2001),
         event("ACME", 9, quote_changed=engine_pb2.QuoteChanged(last_ticks=10000, volume=5)),
@@ -80,7 +89,11 @@ async def test_market_data_sends_the_snapshot_then_the_deltas_after_it(
 
     kinds = [(r.WhichOneof("payload"), getattr(r, r.WhichOneof("payload"))) for r in received]
     assert [(kind, message.sequence) for kind, message in kinds] == [
-        ("trade", 7), ("book", 8), ("book", 1), ("quote", 9)]
+        ("trade", 7),
+        ("book", 8),
+        ("book", 1),
+        ("quote", 9),
+    ]
     assert received[0].trade.price == 100.0 and received[0].trade.symbol == "ACME"
     assert list(received[1].book.bids) == [types_pb2.PriceLevel(price=100.0, quantity=0)]
     assert not received[1].book.snapshot
@@ -141,37 +154,76 @@ async def test_order_updates_reach_their_owner_only(
     stream_app: StreamApp, stub: streams_pb2_grpc.StreamServiceStub, redis: Redis
 ) -> None:
     request = streams_pb2.StreamOrderUpdatesRequest()
-    calls = {user: stub.StreamOrderUpdates(request, metadata=(("x-api-key", key),))
-             for user, key in KEYS.items()}
+    calls = {
+        user: stub.StreamOrderUpdates(request, metadata=(("x-api-key", key),))
+        for user, key in KEYS.items()
+    }
     await until(lambda: stream_app.hub.subscriber_count == 2)
 
     await publish(
         redis,
-        event("ACME", 1, order_accepted=engine_pb2.OrderAccepted(
-            order=order("bob", "b-1", types_pb2.NEW))),
-        event("ACME", 2, order_accepted=engine_pb2.OrderAccepted(
-            order=order("alice", "a-1", types_pb2.NEW))),
+        event(
+            "ACME",
+            1,
+            order_accepted=engine_pb2.OrderAccepted(order=order("bob", "b-1", types_pb2.NEW)),
+        ),
+        event(
+            "ACME",
+            2,
+            order_accepted=engine_pb2.OrderAccepted(order=order("alice", "a-1", types_pb2.NEW)),
+        ),
     )
     await publish(
         redis,
-        event("ACME", 3, order_filled=engine_pb2.OrderFilled(
-            order=order("bob", "b-1", types_pb2.FILLED, 10), trade_id="t-1", price_ticks=10000,
-            quantity=10)),
-        event("ACME", 4, order_filled=engine_pb2.OrderFilled(
-            order=order("alice", "a-1", types_pb2.FILLED, 10), trade_id="t-1",
-            price_ticks=10000, quantity=10)),
+        event(
+            "ACME",
+            3,
+            order_filled=engine_pb2.OrderFilled(
+                order=order("bob", "b-1", types_pb2.FILLED, 10),
+                trade_id="t-1",
+                price_ticks=10000,
+                quantity=10,
+            ),
+        ),
+        event(
+            "ACME",
+            4,
+            order_filled=engine_pb2.OrderFilled(
+                order=order("alice", "a-1", types_pb2.FILLED, 10),
+                trade_id="t-1",
+                price_ticks=10000,
+                quantity=10,
+            ),
+        ),
     )
-    await publish(redis, event("ACME", 5, order_cancelled=engine_pb2.OrderCancelled(
-        order=order("bob", "b-2", types_pb2.CANCELLED))))
-    await publish(redis, event("ACME", 6, order_expired=engine_pb2.OrderExpired(
-        order=order("alice", "a-2", types_pb2.EXPIRED))))
+    await publish(
+        redis,
+        event(
+            "ACME",
+            5,
+            order_cancelled=engine_pb2.OrderCancelled(
+                order=order("bob", "b-2", types_pb2.CANCELLED)
+            ),
+        ),
+    )
+    await publish(
+        redis,
+        event(
+            "ACME",
+            6,
+            order_expired=engine_pb2.OrderExpired(order=order("alice", "a-2", types_pb2.EXPIRED)),
+        ),
+    )
 
     for user, call in calls.items():
         received = [await call.read() for _ in range(4)]
         seen = [(r.WhichOneof("payload"), getattr(r, r.WhichOneof("payload"))) for r in received]
         assert [(kind, message.order_id) for kind, message in seen] == [
-            ("order", f"{user[0]}-1"), ("fill", f"{user[0]}-1"), ("order", f"{user[0]}-1"),
-            ("order", f"{user[0]}-2")]
+            ("order", f"{user[0]}-1"),
+            ("fill", f"{user[0]}-1"),
+            ("order", f"{user[0]}-1"),
+            ("order", f"{user[0]}-2"),
+        ]
         assert received[1].fill.price == 100.0 and received[1].fill.quantity == 10
         assert received[2].order.status == types_pb2.FILLED
         assert all(r.order.user_id == user for r in received if r.HasField("order"))
@@ -195,27 +247,54 @@ async def test_exchange_events_announce_what_changed_the_market(
     await until(lambda: stream_app.hub.subscriber_count == 1)
 
     def state(symbol: str, sequence: int, status: int) -> engine_pb2.EngineEvent:
-        return event(symbol, sequence,
-                     market_state_changed=engine_pb2.MarketStateChanged(status=status))
+        return event(
+            symbol, sequence, market_state_changed=engine_pb2.MarketStateChanged(status=status)
+        )
 
     def exchange_wide(sequence: int, symbol: str = "", **payload) -> engine_pb2.EngineEvent:
-        return engine_pb2.EngineEvent(symbol=symbol, exchange_sequence=sequence,
-                                      timestamp_ns=NOW, **payload)
+        return engine_pb2.EngineEvent(
+            symbol=symbol, exchange_sequence=sequence, timestamp_ns=NOW, **payload
+        )
 
-    await publish(redis, exchange_wide(1, trading_day_opened=engine_pb2.TradingDayOpened()),
-                  state("ACME", 1, types_pb2.OPEN), state("GLOBX", 1, types_pb2.OPEN))
+    await publish(
+        redis,
+        exchange_wide(1, trading_day_opened=engine_pb2.TradingDayOpened()),
+        state("ACME", 1, types_pb2.OPEN),
+        state("GLOBX", 1, types_pb2.OPEN),
+    )
     await publish(redis)  # a command that changed nothing (opening an open market): no events
-    await publish(redis, state("ACME", 2, types_pb2.HALTED),
-                  exchange_wide(2, "ACME", trading_halted=engine_pb2.TradingHalted(symbol="ACME")))
-    await publish(redis, state("ACME", 3, types_pb2.OPEN),
-                  exchange_wide(3, trading_resumed=engine_pb2.TradingResumed()))
-    await publish(redis, engine_pb2.EngineEvent(
-        symbol="NEWCO", sequence=1, exchange_sequence=4, timestamp_ns=NOW,
-        symbol_added=engine_pb2.SymbolAdded(tick_size="0.05")))
-    await publish(redis, state("ACME", 4, types_pb2.CLOSED), state("GLOBX", 2, types_pb2.CLOSED),
-                  exchange_wide(5, trading_day_closed=engine_pb2.TradingDayClosed()))
-    await publish_exchange_event(redis, streams_pb2.ExchangeEvent(
-        kind=streams_pb2.NEWS, symbol="ACME", message="ACME beats estimates"))
+    await publish(
+        redis,
+        state("ACME", 2, types_pb2.HALTED),
+        exchange_wide(2, "ACME", trading_halted=engine_pb2.TradingHalted(symbol="ACME")),
+    )
+    await publish(
+        redis,
+        state("ACME", 3, types_pb2.OPEN),
+        exchange_wide(3, trading_resumed=engine_pb2.TradingResumed()),
+    )
+    await publish(
+        redis,
+        engine_pb2.EngineEvent(
+            symbol="NEWCO",
+            sequence=1,
+            exchange_sequence=4,
+            timestamp_ns=NOW,
+            symbol_added=engine_pb2.SymbolAdded(tick_size="0.05"),
+        ),
+    )
+    await publish(
+        redis,
+        state("ACME", 4, types_pb2.CLOSED),
+        state("GLOBX", 2, types_pb2.CLOSED),
+        exchange_wide(5, trading_day_closed=engine_pb2.TradingDayClosed()),
+    )
+    await publish_exchange_event(
+        redis,
+        streams_pb2.ExchangeEvent(
+            kind=streams_pb2.NEWS, symbol="ACME", message="ACME beats estimates"
+        ),
+    )
 
     received = [(await call.read()).event for _ in range(6)]
 
@@ -260,8 +339,13 @@ async def test_a_slow_consumer_is_cut_off_while_a_fast_one_gets_everything(
     while batches_after_cut < 3 and sequence < 1000 * events_per_batch:
         if stream_app.hub.subscriber_count == 1:
             batches_after_cut += 1
-        await publish(redis, *(level("ACME", sequence + i + 1, price_ticks=10000 + i)
-                               for i in range(events_per_batch)))
+        await publish(
+            redis,
+            *(
+                level("ACME", sequence + i + 1, price_ticks=10000 + i)
+                for i in range(events_per_batch)
+            ),
+        )
         sequence += events_per_batch
         # The fast client reads as it goes: never more than a couple of batches behind.
         await until(fast_has(sequence - 2 * events_per_batch))
@@ -293,8 +377,9 @@ async def test_the_queue_counts_batches_so_a_burst_that_fits_arrives_whole(
     async with redis.pipeline(transaction=False) as pipeline:
         for first in range(1, total + 1, events_per_batch):
             events = [level("ACME", first + i) for i in range(events_per_batch)]
-            pipeline.publish(names.EVENTS_CHANNEL, engine_pb2.EngineBatch(
-                events=events).SerializeToString())
+            pipeline.publish(
+                names.EVENTS_CHANNEL, engine_pb2.EngineBatch(events=events).SerializeToString()
+            )
         await pipeline.execute()
 
     assert [(await call.read()).book.sequence for _ in range(total)] == list(range(1, total + 1))
@@ -336,15 +421,21 @@ async def test_health_and_reflection_answer(channel: grpc.aio.Channel) -> None:
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
         iter([reflection_pb2.ServerReflectionRequest(list_services="")])
     )
-    services = {service.name async for answer in reflection
-                for service in answer.list_services_response.service}
+    services = {
+        service.name
+        async for answer in reflection
+        for service in answer.list_services_response.service
+    }
     assert "exchange.v1.StreamService" in services
 
 
 def test_the_process_serves_until_sigterm(redis_url: str, tmp_path: Path) -> None:
     port, ws_port = processes.free_port(), processes.free_port()
-    env = {"MOCKEX_REDIS_URL": redis_url, "MOCKEX_STREAM_GRPC_ADDRESS": f"127.0.0.1:{port}",
-           "MOCKEX_STREAM_WS_ADDRESS": f"127.0.0.1:{ws_port}"}
+    env = {
+        "MOCKEX_REDIS_URL": redis_url,
+        "MOCKEX_STREAM_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "MOCKEX_STREAM_WS_ADDRESS": f"127.0.0.1:{ws_port}",
+    }
     service = processes.python_service("stream_svc", "stream_svc", env, tmp_path)
     try:
         service.wait_for_port(port, 30)

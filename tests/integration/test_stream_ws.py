@@ -35,11 +35,41 @@ from tests.integration.stream_feed import (
 
 pytestmark = pytest.mark.integration
 
-QUOTE_FIELDS = {"symbol", "ltp", "lastQuantity", "bid", "bidSize", "ask", "askSize", "volume",
-                "open", "high", "low", "timestamp", "sequence"}
-ORDER_FIELDS = {"orderId", "userId", "symbol", "side", "orderType", "timeInForce", "price",
-                "quantity", "filledQuantity", "remainingQuantity", "avgFillPrice", "status",
-                "rejectReason", "fills", "createdAt", "updatedAt", "clientOrderId", "statusReason"}
+QUOTE_FIELDS = {
+    "symbol",
+    "ltp",
+    "lastQuantity",
+    "bid",
+    "bidSize",
+    "ask",
+    "askSize",
+    "volume",
+    "open",
+    "high",
+    "low",
+    "timestamp",
+    "sequence",
+}
+ORDER_FIELDS = {
+    "orderId",
+    "userId",
+    "symbol",
+    "side",
+    "orderType",
+    "timeInForce",
+    "price",
+    "quantity",
+    "filledQuantity",
+    "remainingQuantity",
+    "avgFillPrice",
+    "status",
+    "rejectReason",
+    "fills",
+    "createdAt",
+    "updatedAt",
+    "clientOrderId",
+    "statusReason",
+}
 """SPEC's order object, its `type` renamed `orderType` (see docs/websockets.md)."""
 TIMESTAMP = "2023-11-14T22:13:20Z"
 """stream_feed.NOW as RFC 3339."""
@@ -74,41 +104,77 @@ async def closed(websocket: ClientConnection) -> tuple[int | None, str | None]:
 async def test_market_data_sends_snapshots_then_the_deltas_after_them(
     ws_url: str, redis: Redis
 ) -> None:
-    book = types_pb2.OrderBook(symbol="ACME", sequence=5,
-                               bids=[types_pb2.PriceLevel(price=100.0, quantity=5, orders=1)])
+    book = types_pb2.OrderBook(
+        symbol="ACME", sequence=5, bids=[types_pb2.PriceLevel(price=100.0, quantity=5, orders=1)]
+    )
     book.timestamp.FromNanoseconds(1_700_000_000_000_000_000)
     await redis.set(names.book_key("ACME"), book.SerializeToString())
     async with connect(f"{ws_url}/ws/marketdata?symbols=ACME,GLOBX") as websocket:
         acme, globx = await receive(websocket, 2)
-        assert acme == {"type": "book", "symbol": "ACME", "snapshot": True,
-                        "bids": [{"price": 100.0, "quantity": 5, "orders": 1}], "asks": [],
-                        "sequence": 5, "timestamp": TIMESTAMP}
+        assert acme == {
+            "type": "book",
+            "symbol": "ACME",
+            "snapshot": True,
+            "bids": [{"price": 100.0, "quantity": 5, "orders": 1}],
+            "asks": [],
+            "sequence": 5,
+            "timestamp": TIMESTAMP,
+        }
         assert (globx["symbol"], globx["snapshot"], globx["sequence"]) == ("GLOBX", True, 0)
 
         # ACME 4 and 5 are in the snapshot already.
         await publish(redis, level("ACME", 4), level("ACME", 5))
         await publish(
             redis,
-            event("ACME", 6, trade_executed=engine_pb2.TradeExecuted(
-                trade_id="t-1", price_ticks=10000, quantity=5, aggressor_side=types_pb2.SELL)),
+            event(
+                "ACME",
+                6,
+                trade_executed=engine_pb2.TradeExecuted(
+                    trade_id="t-1", price_ticks=10000, quantity=5, aggressor_side=types_pb2.SELL
+                ),
+            ),
             level("ACME", 7, quantity=0),
             level("GLOBX", 1, side=types_pb2.SELL, price_ticks=2001),
-            event("ACME", 8, quote_changed=engine_pb2.QuoteChanged(
-                last_ticks=10000, last_quantity=5, volume=5, bid_ticks=9990, bid_size=3)),
+            event(
+                "ACME",
+                8,
+                quote_changed=engine_pb2.QuoteChanged(
+                    last_ticks=10000, last_quantity=5, volume=5, bid_ticks=9990, bid_size=3
+                ),
+            ),
         )
         trade, delta, globx_delta, quote = await receive(websocket, 4)
 
-    assert trade == {"type": "trade", "symbol": "ACME", "tradeId": "t-1", "price": 100.0,
-                     "quantity": 5, "aggressorSide": "SELL", "timestamp": TIMESTAMP,
-                     "sequence": 6}
-    assert delta == {"type": "book", "symbol": "ACME", "snapshot": False,
-                     "bids": [{"price": 100.0, "quantity": 0, "orders": 0}], "asks": [],
-                     "sequence": 7, "timestamp": TIMESTAMP}
+    assert trade == {
+        "type": "trade",
+        "symbol": "ACME",
+        "tradeId": "t-1",
+        "price": 100.0,
+        "quantity": 5,
+        "aggressorSide": "SELL",
+        "timestamp": TIMESTAMP,
+        "sequence": 6,
+    }
+    assert delta == {
+        "type": "book",
+        "symbol": "ACME",
+        "snapshot": False,
+        "bids": [{"price": 100.0, "quantity": 0, "orders": 0}],
+        "asks": [],
+        "sequence": 7,
+        "timestamp": TIMESTAMP,
+    }
     assert (globx_delta["symbol"], globx_delta["sequence"]) == ("GLOBX", 1)
     assert globx_delta["asks"] == [{"price": 100.05, "quantity": 5, "orders": 1}]
     assert set(quote) == QUOTE_FIELDS | {"type"}
-    assert (quote["type"], quote["ltp"], quote["bid"], quote["bidSize"], quote["ask"],
-            quote["sequence"]) == ("quote", 100.0, 99.9, 3, 0.0, 8)
+    assert (
+        quote["type"],
+        quote["ltp"],
+        quote["bid"],
+        quote["bidSize"],
+        quote["ask"],
+        quote["sequence"],
+    ) == ("quote", 100.0, 99.9, 3, 0.0, 8)
 
 
 async def test_subscribe_and_unsubscribe_messages_change_the_symbols(
@@ -118,7 +184,10 @@ async def test_subscribe_and_unsubscribe_messages_change_the_symbols(
         await websocket.send(json.dumps({"op": "subscribe", "symbols": ["GLOBX"]}))
         (snapshot,) = await receive(websocket)
         assert (snapshot["type"], snapshot["symbol"], snapshot["snapshot"]) == (
-            "book", "GLOBX", True)
+            "book",
+            "GLOBX",
+            True,
+        )
         await publish(redis, level("GLOBX", 1), level("ACME", 1))
         (update,) = await receive(websocket)
         assert (update["symbol"], update["sequence"]) == ("GLOBX", 1)
@@ -133,15 +202,18 @@ async def test_subscribe_and_unsubscribe_messages_change_the_symbols(
     assert (update["symbol"], update["sequence"]) == ("ACME", 2)
 
 
-@pytest.mark.parametrize(("message", "named"), [
-    ("subscribe ACME", "message: not JSON"),
-    ('["ACME"]', "message: expected an object"),
-    ('{"op":"watch","symbols":["ACME"]}', 'op: unknown operation "watch"'),
-    ('{"symbols":["ACME"]}', "op: unknown operation null"),
-    ('{"op":"subscribe","symbols":"ACME"}', "symbols: expected a non-empty list"),
-    ('{"op":"subscribe","symbols":[]}', "symbols: expected a non-empty list"),
-    ('{"op":"subscribe","symbols":["ACME","NOPE"]}', 'symbols: unknown symbol "NOPE"'),
-])
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [
+        ("subscribe ACME", "message: not JSON"),
+        ('["ACME"]', "message: expected an object"),
+        ('{"op":"watch","symbols":["ACME"]}', 'op: unknown operation "watch"'),
+        ('{"symbols":["ACME"]}', "op: unknown operation null"),
+        ('{"op":"subscribe","symbols":"ACME"}', "symbols: expected a non-empty list"),
+        ('{"op":"subscribe","symbols":[]}', "symbols: expected a non-empty list"),
+        ('{"op":"subscribe","symbols":["ACME","NOPE"]}', 'symbols: unknown symbol "NOPE"'),
+    ],
+)
 async def test_a_bad_message_gets_an_error_naming_the_field_and_the_connection_stays(
     ws_url: str, message: str, named: str
 ) -> None:
@@ -172,40 +244,92 @@ async def test_order_updates_reach_their_owner_only(
 
     await publish(
         redis,
-        event("ACME", 1, order_accepted=engine_pb2.OrderAccepted(
-            order=order("bob", "b-1", types_pb2.NEW))),
-        event("ACME", 2, order_accepted=engine_pb2.OrderAccepted(
-            order=order("alice", "a-1", types_pb2.NEW))),
+        event(
+            "ACME",
+            1,
+            order_accepted=engine_pb2.OrderAccepted(order=order("bob", "b-1", types_pb2.NEW)),
+        ),
+        event(
+            "ACME",
+            2,
+            order_accepted=engine_pb2.OrderAccepted(order=order("alice", "a-1", types_pb2.NEW)),
+        ),
     )
     await publish(
         redis,
-        event("ACME", 3, order_filled=engine_pb2.OrderFilled(
-            order=order("bob", "b-1", types_pb2.FILLED, 10), trade_id="t-1", price_ticks=10000,
-            quantity=10)),
-        event("ACME", 4, order_filled=engine_pb2.OrderFilled(
-            order=order("alice", "a-1", types_pb2.FILLED, 10), trade_id="t-1",
-            price_ticks=10000, quantity=10)),
+        event(
+            "ACME",
+            3,
+            order_filled=engine_pb2.OrderFilled(
+                order=order("bob", "b-1", types_pb2.FILLED, 10),
+                trade_id="t-1",
+                price_ticks=10000,
+                quantity=10,
+            ),
+        ),
+        event(
+            "ACME",
+            4,
+            order_filled=engine_pb2.OrderFilled(
+                order=order("alice", "a-1", types_pb2.FILLED, 10),
+                trade_id="t-1",
+                price_ticks=10000,
+                quantity=10,
+            ),
+        ),
     )
-    await publish(redis, event("ACME", 5, order_cancelled=engine_pb2.OrderCancelled(
-        order=order("bob", "b-2", types_pb2.CANCELLED))))
-    await publish(redis, event("ACME", 6, order_expired=engine_pb2.OrderExpired(
-        order=order("alice", "a-2", types_pb2.EXPIRED))))
+    await publish(
+        redis,
+        event(
+            "ACME",
+            5,
+            order_cancelled=engine_pb2.OrderCancelled(
+                order=order("bob", "b-2", types_pb2.CANCELLED)
+            ),
+        ),
+    )
+    await publish(
+        redis,
+        event(
+            "ACME",
+            6,
+            order_expired=engine_pb2.OrderExpired(order=order("alice", "a-2", types_pb2.EXPIRED)),
+        ),
+    )
 
     for user, websocket in (("alice", alice), ("bob", bob)):
         received = await receive(websocket, 4)
         await websocket.close()
         assert [(m["type"], m["orderId"]) for m in received] == [
-            ("order", f"{user[0]}-1"), ("fill", f"{user[0]}-1"), ("order", f"{user[0]}-1"),
-            ("order", f"{user[0]}-2")]
+            ("order", f"{user[0]}-1"),
+            ("fill", f"{user[0]}-1"),
+            ("order", f"{user[0]}-1"),
+            ("order", f"{user[0]}-2"),
+        ]
         accepted, fill, filled, _ = received
         assert set(accepted) == ORDER_FIELDS | {"type"}
-        assert (accepted["userId"], accepted["status"], accepted["side"], accepted["orderType"],
-                accepted["price"]) == (user, "NEW", "BUY", "LIMIT", 100.0)
-        assert fill == {"type": "fill", "orderId": f"{user[0]}-1", "tradeId": "t-1",
-                        "symbol": "ACME", "side": "BUY", "price": 100.0, "quantity": 10,
-                        "timestamp": TIMESTAMP}
+        assert (
+            accepted["userId"],
+            accepted["status"],
+            accepted["side"],
+            accepted["orderType"],
+            accepted["price"],
+        ) == (user, "NEW", "BUY", "LIMIT", 100.0)
+        assert fill == {
+            "type": "fill",
+            "orderId": f"{user[0]}-1",
+            "tradeId": "t-1",
+            "symbol": "ACME",
+            "side": "BUY",
+            "price": 100.0,
+            "quantity": 10,
+            "timestamp": TIMESTAMP,
+        }
         assert (filled["status"], filled["filledQuantity"], filled["remainingQuantity"]) == (
-            "FILLED", 10, 0)
+            "FILLED",
+            10,
+            0,
+        )
 
 
 @pytest.mark.parametrize("query", ["", "?apiKey=", "?apiKey=mx_wrong"])
@@ -227,24 +351,48 @@ async def test_exchange_events_announce_what_changed_the_market(
         await until(lambda: stream_app.hub.subscriber_count == 1)
         await publish(
             redis,
-            event("ACME", 1, market_state_changed=engine_pb2.MarketStateChanged(
-                status=types_pb2.HALTED)),
-            engine_pb2.EngineEvent(symbol="ACME", exchange_sequence=3, timestamp_ns=NOW,
-                                   trading_halted=engine_pb2.TradingHalted(symbol="ACME")),
+            event(
+                "ACME",
+                1,
+                market_state_changed=engine_pb2.MarketStateChanged(status=types_pb2.HALTED),
+            ),
+            engine_pb2.EngineEvent(
+                symbol="ACME",
+                exchange_sequence=3,
+                timestamp_ns=NOW,
+                trading_halted=engine_pb2.TradingHalted(symbol="ACME"),
+            ),
         )
-        await publish(redis, engine_pb2.EngineEvent(
-            symbol="NEWCO", sequence=1, exchange_sequence=4, timestamp_ns=NOW,
-            symbol_added=engine_pb2.SymbolAdded(tick_size="0.05")))
-        await publish_exchange_event(redis, streams_pb2.ExchangeEvent(
-            kind=streams_pb2.LEADERBOARD_CHANGED, message="alice leads"))
+        await publish(
+            redis,
+            engine_pb2.EngineEvent(
+                symbol="NEWCO",
+                sequence=1,
+                exchange_sequence=4,
+                timestamp_ns=NOW,
+                symbol_added=engine_pb2.SymbolAdded(tick_size="0.05"),
+            ),
+        )
+        await publish_exchange_event(
+            redis,
+            streams_pb2.ExchangeEvent(kind=streams_pb2.LEADERBOARD_CHANGED, message="alice leads"),
+        )
         halted, added, leaderboard = await receive(websocket, 3)
 
-    assert halted == {"type": "event", "kind": "TRADING_HALTED", "symbol": "ACME",
-                      "message": "Trading in ACME is halted", "timestamp": TIMESTAMP,
-                      "sequence": 3}
+    assert halted == {
+        "type": "event",
+        "kind": "TRADING_HALTED",
+        "symbol": "ACME",
+        "message": "Trading in ACME is halted",
+        "timestamp": TIMESTAMP,
+        "sequence": 3,
+    }
     assert (added["kind"], added["symbol"], added["sequence"]) == ("SYMBOL_ADDED", "NEWCO", 4)
     assert (leaderboard["kind"], leaderboard["symbol"], leaderboard["message"]) == (
-        "LEADERBOARD_CHANGED", "", "alice leads")
+        "LEADERBOARD_CHANGED",
+        "",
+        "alice leads",
+    )
 
 
 async def test_a_slow_consumer_is_closed_with_4408_while_a_fast_one_gets_everything(
@@ -271,8 +419,13 @@ async def test_a_slow_consumer_is_closed_with_4408_while_a_fast_one_gets_everyth
             batches_after_cut += 1
             # The slow client reads from now on: through what the buffers hold, to the close.
             slow_closed = slow_closed or asyncio.create_task(closed(slow))
-        await publish(redis, *(level("ACME", sequence + i + 1, price_ticks=10000 + i)
-                               for i in range(events_per_batch)))
+        await publish(
+            redis,
+            *(
+                level("ACME", sequence + i + 1, price_ticks=10000 + i)
+                for i in range(events_per_batch)
+            ),
+        )
         sequence += events_per_batch
         # The fast client reads as it goes: never more than a couple of batches behind.
         await until(fast_has(sequence - 2 * events_per_batch))
@@ -289,7 +442,8 @@ async def test_an_oversize_message_is_refused_with_1009(ws_url: str) -> None:
     async with connect(f"{ws_url}/ws/marketdata") as websocket:
         await websocket.send(json.dumps({"op": "subscribe", "symbols": ["ACME"] * 20_000}))
         assert len(json.dumps({"op": "subscribe", "symbols": ["ACME"] * 20_000})) > (
-            MAX_MESSAGE_BYTES)
+            MAX_MESSAGE_BYTES
+        )
         assert (await closed(websocket))[0] == 1009
 
 
@@ -326,7 +480,8 @@ async def test_end_to_end_through_the_real_services(exchange_stack: ExchangeStac
         orders = await connect(f"{base}/ws/orderupdates?apiKey={seller.api_key}")
         (snapshot,) = await receive(market)
         assert snapshot["snapshot"] and snapshot["asks"] == [
-            {"price": 20.0, "quantity": 5, "orders": 1}]
+            {"price": 20.0, "quantity": 5, "orders": 1}
+        ]
 
         await buyer.place(symbol, "BUY", 2, 20.0)
 
@@ -342,6 +497,14 @@ async def test_end_to_end_through_the_real_services(exchange_stack: ExchangeStac
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
     assert "trade" in kinds and "book" in kinds
     assert (fill["type"], fill["orderId"], fill["price"], fill["quantity"]) == (
-        "fill", resting.order_id, 20.0, 2)
+        "fill",
+        resting.order_id,
+        20.0,
+        2,
+    )
     assert (update["type"], update["orderId"], update["status"], update["filledQuantity"]) == (
-        "order", resting.order_id, "PARTIALLY_FILLED", 2)
+        "order",
+        resting.order_id,
+        "PARTIALLY_FILLED",
+        2,
+    )

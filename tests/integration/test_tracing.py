@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def traced_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[ExchangeStack]:
+def traced_stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExchangeStack]:
     with running_stack(
         kafka_bootstrap,
         tmp_path_factory.mktemp("traced"),

@@ -47,9 +47,24 @@ def test_every_spec_route_and_no_other(document):
 
 def test_order_object_has_the_spec_field_names(document):
     order = document["components"]["schemas"]["Order"]["properties"]
-    for name in ("orderId", "userId", "symbol", "side", "type", "timeInForce", "price",
-                 "quantity", "filledQuantity", "remainingQuantity", "avgFillPrice", "status",
-                 "rejectReason", "fills", "createdAt", "updatedAt"):
+    for name in (
+        "orderId",
+        "userId",
+        "symbol",
+        "side",
+        "type",
+        "timeInForce",
+        "price",
+        "quantity",
+        "filledQuantity",
+        "remainingQuantity",
+        "avgFillPrice",
+        "status",
+        "rejectReason",
+        "fills",
+        "createdAt",
+        "updatedAt",
+    ):
         assert name in order
     assert order["createdAt"] == {"type": "string", "format": "date-time"}
     assert order["price"]["type"] == "number"

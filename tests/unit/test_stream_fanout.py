@@ -16,13 +16,19 @@ def event(symbol: str, sequence: int, **payload: object) -> engine_pb2.EngineEve
 
 
 def level(symbol: str, sequence: int, price_ticks: int = 100) -> engine_pb2.EngineEvent:
-    return event(symbol, sequence, book_level_changed=engine_pb2.BookLevelChanged(
-        side=types_pb2.BUY, price_ticks=price_ticks, quantity=1, order_count=1))
+    return event(
+        symbol,
+        sequence,
+        book_level_changed=engine_pb2.BookLevelChanged(
+            side=types_pb2.BUY, price_ticks=price_ticks, quantity=1, order_count=1
+        ),
+    )
 
 
 def accepted(user_id: str, order_id: str, sequence: int = 1) -> engine_pb2.EngineEvent:
-    state = engine_pb2.OrderState(order_id=order_id, user_id=user_id, symbol="ACME",
-                                  status=types_pb2.NEW, quantity=1)
+    state = engine_pb2.OrderState(
+        order_id=order_id, user_id=user_id, symbol="ACME", status=types_pb2.NEW, quantity=1
+    )
     return event("ACME", sequence, order_accepted=engine_pb2.OrderAccepted(order=state))
 
 
@@ -70,8 +76,9 @@ def test_order_updates_go_to_their_owner_only() -> None:
 def test_exchange_events_reach_every_exchange_subscriber() -> None:
     fanout = hub()
     first, second = fanout.subscribe_exchange(), fanout.subscribe_exchange()
-    halted = event("ACME", 3, market_state_changed=engine_pb2.MarketStateChanged(
-        status=types_pb2.HALTED))
+    halted = event(
+        "ACME", 3, market_state_changed=engine_pb2.MarketStateChanged(status=types_pb2.HALTED)
+    )
     announced = engine_pb2.EngineEvent(
         symbol="ACME", exchange_sequence=7, trading_halted=engine_pb2.TradingHalted(symbol="ACME")
     )
@@ -111,8 +118,11 @@ def test_unsubscribed_gets_nothing_more() -> None:
 
 def test_close_all_tells_every_subscriber_why() -> None:
     fanout = hub()
-    subscriptions = [fanout.subscribe_market(["ACME"]), fanout.subscribe_orders("alice"),
-                     fanout.subscribe_exchange()]
+    subscriptions = [
+        fanout.subscribe_market(["ACME"]),
+        fanout.subscribe_orders("alice"),
+        fanout.subscribe_exchange(),
+    ]
 
     fanout.close_all(CloseReason.FEED_LOST)
 
@@ -133,11 +143,15 @@ def test_symbol_added_teaches_its_tick_size() -> None:
 
 def test_unknown_symbols_count_sequenced_events_only() -> None:
     fanout = hub()
-    rejected = event("NOPE", 0, order_rejected=engine_pb2.OrderRejected(
-        order=engine_pb2.OrderState(order_id="o", symbol="NOPE")))
+    rejected = event(
+        "NOPE",
+        0,
+        order_rejected=engine_pb2.OrderRejected(
+            order=engine_pb2.OrderState(order_id="o", symbol="NOPE")
+        ),
+    )
     assert fanout.unknown_symbols(batch(rejected, level("ACME", 1))) == set()
     assert fanout.unknown_symbols(batch(level("LATE", 1))) == {"LATE"}
-
 
 
 def test_market_symbols_come_and_go_on_a_live_subscription() -> None:
