@@ -2,7 +2,7 @@
 
 Everything is in cash units (0.0001 of the currency), so fills, P&L and the starting value add up
 exactly. P&L is equity minus the starting value (cash plus granted positions at their cost
-basis); realized plus unrealized P&L equals it.
+basis); realized plus unrealized P&L less the fees paid equals it.
 """
 
 from __future__ import annotations
@@ -10,16 +10,22 @@ from __future__ import annotations
 CASH_UNITS_PER_CURRENCY = 10_000
 """Cash is held in integer units of 0.0001, so every fill moves cash exactly."""
 
+PARTICIPANT = 0
+BOT = 1
+"""Account roles (proto AccountRole): bots trade like anyone and are never ranked."""
+
 
 class Position:
-    """Holding in one symbol. `reserved` is the quantity held for open SELL orders; `cost` what
-    the open quantity cost, signed like it (a short's cost is what selling it brought in)."""
+    """Holding in one symbol. `reserved` is the quantity held for open SELL orders, `buying`
+    what open BUY orders could add; `cost` what the open quantity cost, signed like it (a
+    short's cost is what selling it brought in)."""
 
-    __slots__ = ("quantity", "reserved", "cost", "realized_pnl")
+    __slots__ = ("quantity", "reserved", "buying", "cost", "realized_pnl")
 
     def __init__(self, quantity: int = 0, cost: int = 0) -> None:
         self.quantity = quantity
         self.reserved = 0
+        self.buying = 0
         self.cost = cost
         self.realized_pnl = 0
 
@@ -61,6 +67,11 @@ class Account:
         "starting_value",
         "admin",
         "api_key_sha256",
+        "role",
+        "disabled",
+        "fees_paid",
+        "starting_cash",
+        "grants",
     )
 
     def __init__(
@@ -70,6 +81,7 @@ class Account:
         starting_value: int | None = None,
         admin: bool = False,
         api_key_sha256: str = "",
+        role: int = PARTICIPANT,
     ) -> None:
         self.user_id = user_id
         self.cash = cash
@@ -78,6 +90,19 @@ class Account:
         self.starting_value = cash if starting_value is None else starting_value
         self.admin = admin
         self.api_key_sha256 = api_key_sha256
+        self.role = role
+        self.disabled = False
+        self.fees_paid = 0
+        """Fees paid in cash units (negative: rebates received), for reporting."""
+        self.starting_cash = cash
+        """Cash and grants (symbol, quantity, cost) the account started with: a round that
+        resets accounts puts them back."""
+        self.grants: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def ranked(self) -> bool:
+        """On the leaderboard: participants, not admins or bots."""
+        return self.role == PARTICIPANT and not self.admin
 
     def position(self, symbol: str) -> Position:
         position = self.positions.get(symbol)

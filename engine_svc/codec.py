@@ -21,10 +21,12 @@ from engine_svc.orders import (
     TimeInForce,
 )
 from engine_svc.rules import ExchangeSettings
+from engine_svc.scoring import Score
 from exchange.internal.v1 import engine_pb2
 
-SNAPSHOT_FORMAT = 1
-"""1: integer P&L, settings, clientOrderIds and sessions. Format 0 snapshots are converted."""
+SNAPSHOT_FORMAT = 2
+"""1: integer P&L, settings, clientOrderIds and sessions. 2: roles, fees, grants kept for round
+resets, the competition and the scores. Older formats are converted."""
 
 
 def order_state(
@@ -66,20 +68,22 @@ def live_order_state(order: Order) -> engine_pb2.OrderState:
     )
 
 
+SETTINGS_FIELDS = ExchangeSettings.__slots__
+"""The domain settings and the proto message have the same field names."""
+
+
 def settings_to_proto(settings: ExchangeSettings) -> engine_pb2.ExchangeSettings:
     return engine_pb2.ExchangeSettings(
-        rules_version=settings.rules_version,
-        short_limit=settings.short_limit,
-        max_open_orders=settings.max_open_orders,
+        **{name: getattr(settings, name) for name in SETTINGS_FIELDS}
     )
 
 
 def settings_from_proto(message: engine_pb2.ExchangeSettings) -> ExchangeSettings:
-    return ExchangeSettings(
-        rules_version=message.rules_version,
-        short_limit=message.short_limit,
-        max_open_orders=message.max_open_orders,
-    )
+    return ExchangeSettings(**{name: getattr(message, name) for name in SETTINGS_FIELDS})
+
+
+def shock_from_proto(shock: engine_pb2.NewsShock) -> ev.NewsShock:
+    return ev.NewsShock(shock.price_change, shock.volatility_multiplier, shock.duration_seconds)
 
 
 def grants_from_proto(grants: Iterable[engine_pb2.PositionGrant]) -> tuple[ev.Grant, ...]:
@@ -121,6 +125,7 @@ def _filled(event: ev.OrderFilled, message: engine_pb2.EngineEvent) -> None:
     filled.trade_id = event.trade_id
     filled.price_ticks = event.price
     filled.quantity = event.quantity
+    filled.fee_units = event.fee
 
 
 def _cancelled(event: ev.OrderCancelled, message: engine_pb2.EngineEvent) -> None:
@@ -188,6 +193,7 @@ def _quote(event: ev.QuoteChanged, message: engine_pb2.EngineEvent) -> None:
     quote.open_ticks = event.open
     quote.high_ticks = event.high
     quote.low_ticks = event.low
+    quote.mark_units = event.mark
 
 
 def _market_state(event: ev.MarketStateChanged, message: engine_pb2.EngineEvent) -> None:
@@ -232,6 +238,7 @@ def _account_created(event: ev.AccountCreated, message: engine_pb2.EngineEvent) 
     for grant in event.grants:
         created.grants.add(symbol=grant.symbol, quantity=grant.quantity, price_ticks=grant.price)
     created.starting_value_units = event.starting_value
+    created.role = event.role
 
 
 def _settings_changed(event: ev.SettingsChanged, message: engine_pb2.EngineEvent) -> None:
@@ -257,6 +264,78 @@ def _command_refused(event: ev.CommandRefused, message: engine_pb2.EngineEvent) 
     refused.order_id = event.order_id
 
 
+def _user_disabled(event: ev.UserDisabled, message: engine_pb2.EngineEvent) -> None:
+    message.user_disabled.user_id = event.user_id
+
+
+def _user_enabled(event: ev.UserEnabled, message: engine_pb2.EngineEvent) -> None:
+    message.user_enabled.user_id = event.user_id
+
+
+def _api_key_changed(event: ev.ApiKeyChanged, message: engine_pb2.EngineEvent) -> None:
+    changed = message.api_key_changed
+    changed.user_id = event.user_id
+    changed.previous_sha256 = event.previous_sha256
+    changed.api_key_sha256 = event.api_key_sha256
+    changed.admin = event.admin
+
+
+def _news_published(event: ev.NewsPublished, message: engine_pb2.EngineEvent) -> None:
+    message.exchange_sequence = event.exchange_sequence
+    news = message.news_published
+    news.news_id = event.news_id
+    news.headline = event.headline
+    news.symbols.extend(event.symbols)
+    news.shock.price_change = event.shock.price_change
+    news.shock.volatility_multiplier = event.shock.volatility_multiplier
+    news.shock.duration_seconds = event.shock.duration_seconds
+
+
+def _scenario_changed(event: ev.ScenarioChanged, message: engine_pb2.EngineEvent) -> None:
+    message.exchange_sequence = event.exchange_sequence
+    changed = message.scenario_changed
+    changed.state = event.state
+    changed.name = event.name
+    changed.seed = event.seed
+    changed.digest = event.digest
+    changed.rounds = event.rounds
+    changed.elapsed_ns = event.elapsed
+
+
+def _round_started(event: ev.RoundStarted, message: engine_pb2.EngineEvent) -> None:
+    message.exchange_sequence = event.exchange_sequence
+    started = message.round_started
+    started.round = event.round
+    started.rounds = event.rounds
+    started.ends_at_ns = event.ends_at
+
+
+def _round_ended(event: ev.RoundEnded, message: engine_pb2.EngineEvent) -> None:
+    message.exchange_sequence = event.exchange_sequence
+    message.round_ended.round = event.round
+
+
+def _account_reset(event: ev.AccountReset, message: engine_pb2.EngineEvent) -> None:
+    message.account_reset.user_id = event.user_id
+    message.account_reset.cash_units = event.cash
+
+
+def _scores_sampled(event: ev.ScoresSampled, message: engine_pb2.EngineEvent) -> None:
+    message.exchange_sequence = event.exchange_sequence
+    sampled = message.scores_sampled
+    for score in event.scores:
+        sampled.scores.add(
+            user_id=score.user_id,
+            equity_units=score.equity,
+            pnl_units=score.pnl,
+            realized_pnl_units=score.realized_pnl,
+            max_drawdown_units=score.max_drawdown,
+            sharpe=score.sharpe,
+            round_pnl_units=score.round_pnls,
+            fees_paid_units=score.fees_paid,
+        )
+
+
 _FILLERS = {
     ev.OrderAccepted: _accepted,
     ev.OrderRejected: _rejected,
@@ -277,6 +356,15 @@ _FILLERS = {
     ev.SettingsChanged: _settings_changed,
     ev.CashAdjusted: _cash_adjusted,
     ev.CommandRefused: _command_refused,
+    ev.UserDisabled: _user_disabled,
+    ev.UserEnabled: _user_enabled,
+    ev.ApiKeyChanged: _api_key_changed,
+    ev.NewsPublished: _news_published,
+    ev.ScenarioChanged: _scenario_changed,
+    ev.RoundStarted: _round_started,
+    ev.RoundEnded: _round_ended,
+    ev.AccountReset: _account_reset,
+    ev.ScoresSampled: _scores_sampled,
 }
 
 
@@ -290,8 +378,39 @@ def snapshot_engine(engine: MatchingEngine) -> engine_pb2.EngineSnapshot:
         format_version=SNAPSHOT_FORMAT,
         market_open=engine.market_open,
         exchange_sequence=engine.exchange_sequence,
+        fees_collected_units=engine.fees_collected,
     )
     snapshot.settings.CopyFrom(settings_to_proto(engine.settings))
+    if engine.last_sample_minute is not None:
+        snapshot.last_sample_minute = engine.last_sample_minute
+    competition = engine.competition
+    snapshot.competition.CopyFrom(
+        engine_pb2.CompetitionSnapshot(
+            scenario_state=competition.scenario_state,
+            scenario_name=competition.scenario_name,
+            seed=competition.seed,
+            digest=competition.digest,
+            rounds=competition.rounds,
+            round=competition.round,
+            round_ends_at_ns=competition.round_ends_at,
+            round_open=competition.round_open,
+            elapsed_ns=competition.elapsed,
+            running_since_ns=competition.running_since,
+        )
+    )
+    for user_id, score in engine.scores.items():
+        snapshot.scores.add(
+            user_id=user_id,
+            banked_units=score.banked,
+            round_base_units=score.round_base,
+            round_pnl_units=score.round_pnls,
+            peak_units=score.peak,
+            max_drawdown_units=score.max_drawdown,
+            last_pnl_units=score.last_pnl,
+            changes=score.changes,
+            change_sum_units=score.change_sum,
+            change_squares=str(score.change_squares),
+        )
     for state in engine.symbols.values():
         snapshot.symbols.add(
             symbol=state.symbol,
@@ -308,10 +427,15 @@ def snapshot_engine(engine: MatchingEngine) -> engine_pb2.EngineSnapshot:
             high_ticks=state.high,
             low_ticks=state.low,
         )
-        for book_side in (state.book.bids, state.book.asks):
-            for order in book_side.iter_orders():
-                resting = snapshot.open_orders.add(reserved_cash_units=order.reserved_cash)
-                resting.order.CopyFrom(live_order_state(order))
+    # In arrival order: restored so, every level keeps its time priority and the engine's
+    # open orders their order (which cancel-all and a round reset go by).
+    for order in engine.open_orders.values():
+        resting = snapshot.open_orders.add(
+            reserved_cash_units=order.reserved_cash,
+            maker_fee_centi_bps=order.maker_fee,
+            hold_fee_centi_bps=order.hold_fee,
+        )
+        resting.order.CopyFrom(live_order_state(order))
     for account in engine.accounts.values():
         account_snapshot = snapshot.accounts.add(
             user_id=account.user_id,
@@ -320,7 +444,13 @@ def snapshot_engine(engine: MatchingEngine) -> engine_pb2.EngineSnapshot:
             starting_value_units=account.starting_value,
             admin=account.admin,
             api_key_sha256=account.api_key_sha256,
+            role=account.role,
+            disabled=account.disabled,
+            fees_paid_units=account.fees_paid,
+            starting_cash_units=account.starting_cash,
         )
+        for symbol, quantity, cost in account.grants:
+            account_snapshot.grants.add(symbol=symbol, quantity=quantity, cost_units=cost)
         for symbol, position in account.positions.items():
             account_snapshot.positions.add(
                 symbol=symbol,
@@ -347,6 +477,20 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
         settings = settings_from_proto(snapshot.settings)
     engine = MatchingEngine(settings, market_open=snapshot.market_open)
     engine.exchange_sequence = snapshot.exchange_sequence
+    engine.fees_collected = snapshot.fees_collected_units
+    if snapshot.HasField("last_sample_minute"):
+        engine.last_sample_minute = snapshot.last_sample_minute
+    competition, saved = engine.competition, snapshot.competition
+    competition.scenario_state = saved.scenario_state
+    competition.scenario_name = saved.scenario_name
+    competition.seed = saved.seed
+    competition.digest = saved.digest
+    competition.rounds = saved.rounds
+    competition.round = saved.round
+    competition.round_ends_at = saved.round_ends_at_ns
+    competition.round_open = saved.round_open
+    competition.elapsed = saved.elapsed_ns
+    competition.running_since = saved.running_since_ns
     for symbol_snapshot in snapshot.symbols:
         state = SymbolState(
             symbol_snapshot.symbol,
@@ -373,6 +517,17 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
             starting_value=account_snapshot.starting_value_units,
             admin=account_snapshot.admin,
             api_key_sha256=account_snapshot.api_key_sha256,
+            role=account_snapshot.role,
+        )
+        account.disabled = account_snapshot.disabled
+        account.fees_paid = account_snapshot.fees_paid_units
+        account.grants = tuple(
+            (grant.symbol, grant.quantity, grant.cost_units) for grant in account_snapshot.grants
+        )
+        account.starting_cash = (
+            account_snapshot.starting_cash_units
+            if snapshot.format_version >= 2
+            else account_snapshot.starting_value_units
         )
         if old_format and user_id in keys:
             account.admin = keys[user_id].admin
@@ -395,15 +550,35 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
                 - account.realized_pnl
             )
         engine.accounts[user_id] = account
+    for saved_score in snapshot.scores:
+        score = engine.scores[saved_score.user_id] = Score()
+        score.banked = saved_score.banked_units
+        score.round_base = saved_score.round_base_units
+        score.round_pnls = list(saved_score.round_pnl_units)
+        score.peak = saved_score.peak_units
+        score.max_drawdown = saved_score.max_drawdown_units
+        score.last_pnl = saved_score.last_pnl_units
+        score.changes = saved_score.changes
+        score.change_sum = saved_score.change_sum_units
+        score.change_squares = int(saved_score.change_squares or 0)
+    if snapshot.format_version < 2:
+        for account in engine.accounts.values():
+            if account.ranked:
+                engine.scores[account.user_id] = Score()
     for resting in snapshot.open_orders:
         order = _order_from_state(resting.order)
         order.reserved_cash = resting.reserved_cash_units
+        order.maker_fee = resting.maker_fee_centi_bps
+        order.hold_fee = resting.hold_fee_centi_bps
         engine.symbols[order.symbol].book.side(order.side).add(order)
         engine.open_orders[order.order_id] = order
         if order.user_id:
             engine.open_order_counts[order.user_id] = (
                 engine.open_order_counts.get(order.user_id, 0) + 1
             )
+            account = engine.accounts.get(order.user_id)
+            if account is not None and order.side == Side.BUY:
+                account.position(order.symbol).buying += order.remaining
     for entry in snapshot.client_orders:
         engine.client_orders[(entry.user_id, entry.client_order_id)] = entry.order_id
     for state in engine.symbols.values():

@@ -12,10 +12,12 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from engine_svc import risk
-from engine_svc.accounts import CASH_UNITS_PER_CURRENCY, Account
+from engine_svc.accounts import CASH_UNITS_PER_CURRENCY, PARTICIPANT, Account
 from engine_svc.book import BookSide, OrderBook
 from engine_svc.events import (
     AccountCreated,
+    AccountReset,
+    ApiKeyChanged,
     BookLevelChanged,
     CancelRejected,
     CashAdjusted,
@@ -23,12 +25,19 @@ from engine_svc.events import (
     Event,
     Grant,
     MarketStateChanged,
+    NewsPublished,
+    NewsShock,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    ParticipantScore,
     QuoteChanged,
+    RoundEnded,
+    RoundStarted,
+    ScenarioChanged,
+    ScoresSampled,
     SettingsChanged,
     SymbolAdded,
     TradeExecuted,
@@ -36,6 +45,8 @@ from engine_svc.events import (
     TradingDayOpened,
     TradingHalted,
     TradingResumed,
+    UserDisabled,
+    UserEnabled,
 )
 from engine_svc.orders import (
     MAX_ORDER_QUANTITY,
@@ -50,6 +61,7 @@ from engine_svc.orders import (
     TimeInForce,
 )
 from engine_svc.rules import ExchangeSettings
+from engine_svc.scoring import MINUTE_NS, Score, equity, mark_units
 from engine_svc.settlement import settle
 
 BUY = Side.BUY
@@ -136,6 +148,54 @@ def _refused(
     return CommandRefused("", 0, now, reason, message, user_id, order_id)
 
 
+def _unknown_account(user_id: str, now: int) -> CommandRefused:
+    return _refused(Refusal.UNKNOWN_ACCOUNT, f"userId {user_id} has no account", now, user_id)
+
+
+def _grant_positions(account: Account) -> None:
+    """Give the account its starting positions at their cost (a new account, a round reset)."""
+    for symbol, quantity, cost in account.grants:
+        position = account.position(symbol)
+        position.quantity += quantity
+        position.cost += cost
+
+
+SCENARIO_LOADED = 1
+SCENARIO_RUNNING = 2
+"""ScenarioState values (proto): LOADED restarts the scenario's clock, RUNNING runs it."""
+
+
+class Competition:
+    """Where the event stands: the simulator's scenario and the round in progress."""
+
+    __slots__ = (
+        "scenario_state",
+        "scenario_name",
+        "seed",
+        "digest",
+        "rounds",
+        "round",
+        "round_ends_at",
+        "round_open",
+        "elapsed",
+        "running_since",
+    )
+
+    def __init__(self) -> None:
+        self.scenario_state = 0
+        self.scenario_name = ""
+        self.seed = 0
+        self.digest = ""
+        self.rounds = 0
+        self.round = 0
+        self.round_ends_at = 0
+        self.round_open = False
+        self.elapsed = 0
+        """Log time the scenario ran (RUNNING) before `running_since`."""
+        self.running_since = 0
+        """Log time it started RUNNING now; 0 when it is not running."""
+
+
 class MatchingEngine:
     """All symbols and accounts of one exchange. The single writer: call it from one thread."""
 
@@ -149,11 +209,18 @@ class MatchingEngine:
         self.client_orders: dict[tuple[str, str], str] = {}
         """(user id, clientOrderId) -> the order it was first given to, for the trading day."""
         self.exchange_sequence = 0
+        self.fees_collected = 0
+        """The exchange's fee account, in cash units: what fees moved out of accounts."""
+        self.scores: dict[str, Score] = {}
+        """Ranked participants' running scores."""
+        self.last_sample_minute: int | None = None
+        self.competition = Competition()
 
     # ---- admin commands -------------------------------------------------------------------
 
     def configure(self, settings: ExchangeSettings, now: int) -> list[Event]:
-        """Take new settings; they apply to orders from now on (resting orders keep theirs)."""
+        """Take new settings; they apply to orders from now on (a resting order keeps the maker
+        fee it was accepted at)."""
         previous = self.settings
         if settings == previous:
             return []
@@ -201,6 +268,7 @@ class MatchingEngine:
         grants: tuple[Grant, ...] = (),
         admin: bool = False,
         api_key_sha256: str = "",
+        role: int = PARTICIPANT,
     ) -> list[Event]:
         """Open an account with `cash` (cash units) and starting positions at a cost basis.
 
@@ -223,14 +291,17 @@ class MatchingEngine:
                 message = f"positions: {grant.symbol} quantity and cost basis must not be negative"
                 return [_refused(Refusal.INVALID_ARGUMENT, message, now, user_id)]
             valued.append(Grant(grant.symbol, grant.quantity, grant.price or state.reference_price))
-        account = Account(user_id, cash, admin=admin, api_key_sha256=api_key_sha256)
-        for grant in valued:
-            cost = grant.quantity * grant.price * self.symbols[grant.symbol].tick_cash
-            position = account.position(grant.symbol)
-            position.quantity += grant.quantity
-            position.cost += cost
-            account.starting_value += cost
+        account = Account(user_id, cash, admin=admin, api_key_sha256=api_key_sha256, role=role)
+        account.grants = tuple(
+            (grant.symbol, grant.quantity, grant.quantity * grant.price * state.tick_cash)
+            for grant in valued
+            for state in (self.symbols[grant.symbol],)
+        )
+        _grant_positions(account)
+        account.starting_value = cash + sum(cost for _, _, cost in account.grants)
         self.accounts[user_id] = account
+        if account.ranked:
+            self.scores[user_id] = Score()
         return [
             AccountCreated(
                 "",
@@ -243,6 +314,7 @@ class MatchingEngine:
                 cash,
                 tuple(valued),
                 account.starting_value,
+                role,
             )
         ]
 
@@ -261,7 +333,233 @@ class MatchingEngine:
             return [_refused(Refusal.INVALID_ARGUMENT, message, now, user_id)]
         account.cash += amount
         account.starting_value += amount
+        account.starting_cash += amount
         return [CashAdjusted("", 0, now, user_id, amount, account.cash, account.starting_value)]
+
+    def disable_user(self, user_id: str, now: int) -> list[Event]:
+        """Stop a user: every open order cancelled, new ones REJECTED until enabled again."""
+        account = self.accounts.get(user_id)
+        if account is None:
+            return [_unknown_account(user_id, now)]
+        events = self._cancel_orders_of(user_id, "", Reason.CANCELLED_BY_ADMIN, now)
+        if not account.disabled:
+            account.disabled = True
+            events.append(UserDisabled("", 0, now, user_id))
+        return events
+
+    def enable_user(self, user_id: str, now: int) -> list[Event]:
+        account = self.accounts.get(user_id)
+        if account is None:
+            return [_unknown_account(user_id, now)]
+        if not account.disabled:
+            return []
+        account.disabled = False
+        return [UserEnabled("", 0, now, user_id)]
+
+    def set_api_key(self, user_id: str, api_key_sha256: str, now: int) -> list[Event]:
+        """A new key (its SHA-256) for the user, or none: the old one stops working at once."""
+        account = self.accounts.get(user_id)
+        if account is None:
+            return [_unknown_account(user_id, now)]
+        previous = account.api_key_sha256
+        account.api_key_sha256 = api_key_sha256
+        return [ApiKeyChanged("", 0, now, user_id, previous, api_key_sha256, account.admin)]
+
+    def cancel_all(
+        self, user_id: str, symbol: str, now: int, is_admin: bool = False
+    ) -> list[Event]:
+        """Cancel the user's open orders (of one symbol, or all)."""
+        if user_id not in self.accounts:
+            return [_unknown_account(user_id, now)]
+        if symbol and symbol not in self.symbols:
+            return [
+                _refused(Refusal.UNKNOWN_SYMBOL, f"symbol {symbol} is not listed", now, user_id)
+            ]
+        reason = Reason.CANCELLED_BY_ADMIN if is_admin else Reason.CANCELLED_BY_OWNER
+        return self._cancel_orders_of(user_id, symbol, reason, now)
+
+    def _cancel_orders_of(self, user_id: str, symbol: str, reason: Reason, now: int) -> list[Event]:
+        events: list[Event] = []
+        mine = [
+            order
+            for order in self.open_orders.values()
+            if order.user_id == user_id and (not symbol or order.symbol == symbol)
+        ]
+        touched: dict[str, SymbolState] = {}
+        for order in mine:
+            state = self.symbols[order.symbol]
+            book_side = state.book.bids if order.side == BUY else state.book.asks
+            self._take_off_book(state, book_side, order, events, now)
+            self._finish(state, order, CANCELLED, reason, now, events)
+            touched[state.symbol] = state
+        for state in touched.values():
+            self._emit_quote_if_changed(state, events, now)
+        return events
+
+    def publish_news(
+        self, news_id: str, headline: str, symbols: tuple[str, ...], shock: NewsShock, now: int
+    ) -> list[Event]:
+        unknown = [symbol for symbol in symbols if symbol not in self.symbols]
+        if unknown:
+            message = f"symbols: {', '.join(unknown)} not listed"
+            return [_refused(Refusal.UNKNOWN_SYMBOL, message, now)]
+        if not headline:
+            return [_refused(Refusal.INVALID_ARGUMENT, "headline must not be empty", now)]
+        return [
+            NewsPublished(
+                "", 0, now, self._next_exchange_sequence(), news_id, headline, symbols, shock
+            )
+        ]
+
+    def set_scenario(
+        self, state: int, name: str, seed: int, digest: str, rounds: int, now: int
+    ) -> list[Event]:
+        """The simulator's scenario changed state. Its clock is the log time it has been
+        RUNNING since it was LOADED, carried in every ScenarioChanged."""
+        competition = self.competition
+        if state == SCENARIO_LOADED:
+            competition.elapsed = competition.running_since = 0
+        elif state == SCENARIO_RUNNING:
+            competition.running_since = competition.running_since or now
+        elif competition.running_since:
+            competition.elapsed += now - competition.running_since
+            competition.running_since = 0
+        competition.scenario_state = state
+        competition.scenario_name = name or competition.scenario_name
+        competition.seed = seed or competition.seed
+        competition.digest = digest or competition.digest
+        competition.rounds = rounds or competition.rounds
+        elapsed = competition.elapsed + (
+            now - competition.running_since if competition.running_since else 0
+        )
+        return [
+            ScenarioChanged(
+                "",
+                0,
+                now,
+                self._next_exchange_sequence(),
+                state,
+                competition.scenario_name,
+                competition.seed,
+                competition.digest,
+                competition.rounds,
+                elapsed,
+            )
+        ]
+
+    def start_round(self, round_number: int, ends_at: int, reset: bool, now: int) -> list[Event]:
+        """A new round (a round still open ends first). With `reset`, participants start again
+        from their starting cash and positions (their orders cancelled). P&L between rounds is
+        no round's and not the event's."""
+        competition = self.competition
+        events: list[Event] = []
+        if competition.round_open:
+            events.extend(self.end_round(competition.round, now))
+        marks = self.marks()
+        if reset:
+            for user_id in self.scores:
+                events.extend(self._reset_account(self.accounts[user_id], now))
+            marks = self.marks()
+        first_round = not competition.round
+        for user_id, score in self.scores.items():
+            account = self.accounts[user_id]
+            score.round_base = equity(account, marks) - account.starting_value
+            if first_round:
+                score.restart()
+        competition.round = round_number
+        competition.round_ends_at = ends_at
+        competition.round_open = True
+        events.append(
+            RoundStarted(
+                "",
+                0,
+                now,
+                self._next_exchange_sequence(),
+                round_number,
+                competition.rounds,
+                ends_at,
+            )
+        )
+        return events
+
+    def end_round(self, round_number: int, now: int) -> list[Event]:
+        """The round's P&L is recorded, with a last sample of the scores."""
+        competition = self.competition
+        if not competition.round_open or round_number != competition.round:
+            message = f"round {round_number} is not the round in progress"
+            return [_refused(Refusal.INVALID_ARGUMENT, message, now)]
+        marks = self.marks()
+        for user_id, score in self.scores.items():
+            account = self.accounts[user_id]
+            round_pnl = equity(account, marks) - account.starting_value - score.round_base
+            score.round_pnls.append(round_pnl)
+            score.banked += round_pnl
+        competition.round_open = False
+        events = [self._scores_event(now, marks)]
+        events.append(RoundEnded("", 0, now, self._next_exchange_sequence(), round_number))
+        return events
+
+    def _reset_account(self, account: Account, now: int) -> list[Event]:
+        events = self._cancel_orders_of(account.user_id, "", Reason.CANCELLED_BY_ADMIN, now)
+        account.cash = account.starting_cash
+        account.reserved_cash = 0
+        account.positions.clear()
+        _grant_positions(account)
+        events.append(AccountReset("", 0, now, account.user_id, account.cash))
+        return events
+
+    # ---- marks and scores -------------------------------------------------------------------
+
+    def mark(self, state: SymbolState) -> int | None:
+        bid, _, ask, _, _ = state.last_quote
+        return mark_units(
+            bid,
+            ask,
+            state.last,
+            state.reference_price,
+            state.tick_cash,
+            self.settings.mark_max_spread_ticks,
+        )
+
+    def marks(self) -> dict[str, int | None]:
+        return {symbol: self.mark(state) for symbol, state in self.symbols.items()}
+
+    def sample_scores(self, now: int) -> list[Event]:
+        """Once per minute of log time: every ranked participant's score."""
+        minute = now // MINUTE_NS
+        last = self.last_sample_minute
+        if last is not None and minute <= last:
+            return []
+        self.last_sample_minute = minute
+        if last is None or not self.scores:
+            return []
+        return [self._scores_event(now, self.marks(), minute - last)]
+
+    def _scores_event(self, now: int, marks: dict[str, int | None], minutes: int = 0) -> Event:
+        competition = self.competition
+        scores = []
+        for user_id, score in self.scores.items():
+            account = self.accounts[user_id]
+            account_pnl = equity(account, marks) - account.starting_value
+            total = score.total(account_pnl, competition.round_open)
+            if minutes:
+                score.record(total, minutes)
+            rounds = list(score.round_pnls)
+            if competition.round_open:
+                rounds.append(account_pnl - score.round_base)
+            scores.append(
+                ParticipantScore(
+                    user_id,
+                    equity(account, marks),
+                    total,
+                    account.realized_pnl,
+                    score.max_drawdown,
+                    score.sharpe,
+                    tuple(rounds),
+                    account.fees_paid,
+                )
+            )
+        return ScoresSampled("", 0, now, self._next_exchange_sequence(), tuple(scores))
 
     def symbol_status(self, state: SymbolState) -> SymbolStatus:
         if not self.market_open:
@@ -400,6 +698,7 @@ class MatchingEngine:
         self.open_orders[order_id] = order
         if user_id:
             self.open_order_counts[user_id] = self.open_order_counts.get(user_id, 0) + 1
+            order.maker_fee = self.settings.maker_fee_centi_bps
         events.append(_new(OrderAccepted, (symbol, state.sequence, now, terms)))
 
         if time_in_force == FOK and not self._can_fill_whole(order, state):
@@ -516,6 +815,7 @@ class MatchingEngine:
         append = events.append
         resting_side = SELL if is_buy else BUY
         terms = order.terms
+        settings = self.settings
         while order.remaining and book_side.best_key is not None:
             price = book_side.best_key * sign
             if has_limit and (price > limit if is_buy else price < limit):
@@ -534,7 +834,12 @@ class MatchingEngine:
                 state.trade_count += 1
                 trade_id = f"{symbol}-{state.trade_count}"
                 if user_id or resting.user_id:
-                    settle(accounts, symbol, state.tick_cash, order, resting, price, quantity)
+                    order_fee, resting_fee = settle(
+                        accounts, settings, symbol, state.tick_cash, order, resting, price, quantity
+                    )
+                    self.fees_collected += order_fee + resting_fee
+                else:
+                    order_fee = resting_fee = 0
 
                 resting.remaining -= quantity
                 resting.filled_quantity += quantity
@@ -594,6 +899,7 @@ class MatchingEngine:
                             resting.filled_quantity,
                             resting.filled_notional,
                             resting.status,
+                            resting_fee,
                         ),
                     )
                 )
@@ -611,6 +917,7 @@ class MatchingEngine:
                             order.filled_quantity,
                             order.filled_notional,
                             order.status,
+                            order_fee,
                         ),
                     )
                 )
@@ -754,6 +1061,7 @@ class MatchingEngine:
                     state.open,
                     state.high,
                     state.low,
+                    self.mark(state) or 0,
                 ),
             )
         )

@@ -49,6 +49,8 @@ class OrderFilled(NamedTuple):
     filled_quantity: int
     filled_notional: int
     status: OrderStatus
+    fee: int
+    """What this execution cost the order's owner in cash units (negative: a rebate)."""
 
 
 class OrderCancelled(NamedTuple):
@@ -120,6 +122,8 @@ class QuoteChanged(NamedTuple):
     open: int
     high: int
     low: int
+    mark: int
+    """What positions are valued at, in cash units per share (scoring.mark_units); 0: none."""
 
 
 class MarketStateChanged(NamedTuple):
@@ -190,6 +194,7 @@ class AccountCreated(NamedTuple):
     cash: int
     grants: tuple[Grant, ...]
     starting_value: int
+    role: int
 
 
 class SettingsChanged(NamedTuple):
@@ -226,6 +231,115 @@ class CommandRefused(NamedTuple):
     order_id: str
 
 
+class UserDisabled(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    user_id: str
+
+
+class UserEnabled(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    user_id: str
+
+
+class ApiKeyChanged(NamedTuple):
+    """`api_key_sha256` empty: revoked. `previous_sha256` no longer works."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    user_id: str
+    previous_sha256: str
+    api_key_sha256: str
+    admin: bool
+
+
+class NewsShock(NamedTuple):
+    """What news does to fair value: the simulator's, never shown to participants."""
+
+    price_change: float
+    volatility_multiplier: float
+    duration_seconds: float
+
+
+class NewsPublished(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+    news_id: str
+    headline: str
+    symbols: tuple[str, ...]
+    shock: NewsShock
+
+
+class ScenarioChanged(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+    state: int
+    name: str
+    seed: int
+    digest: str
+    rounds: int
+    elapsed: int
+    """The scenario's clock at this change (ns of log time RUNNING since LOADED)."""
+
+
+class RoundStarted(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+    round: int
+    rounds: int
+    ends_at: int
+
+
+class RoundEnded(NamedTuple):
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+    round: int
+
+
+class AccountReset(NamedTuple):
+    """A participant's cash and positions put back to where they started (a round start)."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    user_id: str
+    cash: int
+
+
+class ParticipantScore(NamedTuple):
+    user_id: str
+    equity: int
+    pnl: int
+    """Over the whole event: the finished rounds' P&L plus the current one's."""
+    realized_pnl: int
+    max_drawdown: int
+    sharpe: float
+    round_pnls: tuple[int, ...]
+    fees_paid: int
+
+
+class ScoresSampled(NamedTuple):
+    """Every ranked participant's score, once a minute of log time and at each round's end."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    exchange_sequence: int
+    scores: tuple[ParticipantScore, ...]
+
+
 Event = (
     OrderAccepted
     | OrderRejected
@@ -246,6 +360,15 @@ Event = (
     | SettingsChanged
     | CashAdjusted
     | CommandRefused
+    | UserDisabled
+    | UserEnabled
+    | ApiKeyChanged
+    | NewsPublished
+    | ScenarioChanged
+    | RoundStarted
+    | RoundEnded
+    | AccountReset
+    | ScoresSampled
 )
 
 EXCHANGE_WIDE = (
@@ -256,5 +379,10 @@ EXCHANGE_WIDE = (
     TradingResumed,
     AccountCreated,
     SettingsChanged,
+    NewsPublished,
+    ScenarioChanged,
+    RoundStarted,
+    RoundEnded,
+    ScoresSampled,
 )
 """Event types that carry an exchange_sequence."""

@@ -59,6 +59,8 @@ class Reason(IntEnum):
     DAY_CLOSE = 15
     UNKNOWN_ORDER = 16
     NOT_ORDER_OWNER = 17
+    POSITION_LIMIT = 18
+    USER_DISABLED = 19
 
 
 class Refusal(IntEnum):
@@ -120,6 +122,8 @@ class Order:
         "reason",
         "updated_at",
         "reserved_cash",
+        "maker_fee",
+        "hold_fee",
     )
 
     def __init__(self, terms: OrderTerms) -> None:
@@ -142,6 +146,11 @@ class Order:
         self.status = OrderStatus.NEW
         self.reason = Reason.NONE
         self.reserved_cash = 0
+        self.maker_fee = 0
+        """The maker fee rate when it was placed: a resting order pays what it was accepted at
+        (its BUY cash was held for it)."""
+        self.hold_fee = 0
+        """The fee rate a BUY's cash is held at: the worst rate when it was placed."""
 
     @property
     def is_finished(self) -> bool:

@@ -1,8 +1,10 @@
 """Pre-trade risk: whether an account can back an order, and what an open order holds.
 
 A BUY holds cash for its worst price (its limit, or what a MARKET order can take from the book
-now); a SELL holds the quantity from the position, which may go below zero down to the short
-limit. What an order holds is given back as it fills (settlement.py) or when it ends (release).
+now) plus the highest fee it could pay; a SELL holds the quantity from the position, which may
+go below zero down to the short limit. An order that could take the position beyond the position
+limit (counting every open order of that side) is refused. What an order holds is given back as
+it fills (settlement.py) or when it ends (release).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from engine_svc.accounts import Account
 from engine_svc.book import BookSide
 from engine_svc.orders import Order, OrderType, Reason, Side
-from engine_svc.rules import ExchangeSettings
+from engine_svc.rules import ExchangeSettings, fee
 
 BUY = Side.BUY
 LIMIT = OrderType.LIMIT
@@ -27,20 +29,30 @@ def reserve(
     """Check the account can back the order and hold cash (BUY) or position (SELL) for it."""
     if account is None:
         return Reason.UNKNOWN_USER
+    if account.disabled:
+        return Reason.USER_DISABLED
     max_open = settings.max_open_orders
     if max_open and open_orders_of_user >= max_open:
         return Reason.OPEN_ORDER_LIMIT
+    position = account.position(order.symbol)
+    limit = settings.position_limit
     if order.side == BUY:
+        if limit and position.quantity + position.buying + order.quantity > limit:
+            return Reason.POSITION_LIMIT
         if order.type == LIMIT:
             needed = order.price * order.quantity * tick_cash
         else:
             needed = market_buy_cost(order, asks) * tick_cash
+        order.hold_fee = settings.worst_fee_centi_bps
+        needed += fee(needed, order.hold_fee)
         if needed > account.cash - account.reserved_cash:
             return Reason.INSUFFICIENT_CASH
         account.reserved_cash += needed
         order.reserved_cash = needed
+        position.buying += order.quantity
     else:
-        position = account.position(order.symbol)
+        if limit and position.quantity - position.reserved - order.quantity < -limit:
+            return Reason.POSITION_LIMIT
         if position.quantity - position.reserved + settings.short_limit < order.quantity:
             return Reason.INSUFFICIENT_POSITION
         position.reserved += order.quantity
@@ -67,8 +79,10 @@ def release(order: Order, account: Account | None) -> None:
     """Give back the cash or position an order no longer needs (it finished or left the book)."""
     if account is None:
         return
+    position = account.position(order.symbol)
     if order.side == BUY:
         account.reserved_cash -= order.reserved_cash
         order.reserved_cash = 0
+        position.buying -= order.remaining
     else:
-        account.position(order.symbol).reserved -= order.remaining
+        position.reserved -= order.remaining

@@ -11,6 +11,7 @@ from engine_svc.codec import (
     grants_from_proto,
     restore_engine,
     settings_from_proto,
+    shock_from_proto,
     snapshot_engine,
 )
 from engine_svc.engine import MatchingEngine
@@ -29,8 +30,10 @@ class CommandHandler:
         return self.ledger.is_applied(command.session_id, command.session_sequence)
 
     def apply(self, command: engine_pb2.EngineCommand) -> list[Event]:
-        """Enum fields pass through as plain ints: the engine rejects values it does not know."""
+        """Enum fields pass through as plain ints: the engine rejects values it does not know.
+        The first command of a new minute of log time also brings that minute's scores."""
         events = self._dispatch(command)
+        events.extend(self.engine.sample_scores(command.timestamp_ns))
         self.ledger.record(command.session_id, command.session_sequence, command.timestamp_ns)
         return events
 
@@ -87,12 +90,40 @@ class CommandHandler:
                 grants_from_proto(create.grants) + legacy,
                 create.admin,
                 create.api_key_sha256,
+                create.role,
             )
         if kind == "adjust_cash":
             adjust = command.adjust_cash
             return engine.adjust_cash(adjust.user_id, adjust.amount_units, now)
         if kind == "configure_exchange":
             return engine.configure(settings_from_proto(command.configure_exchange.settings), now)
+        if kind == "disable_user":
+            return engine.disable_user(command.disable_user.user_id, now)
+        if kind == "enable_user":
+            return engine.enable_user(command.enable_user.user_id, now)
+        if kind == "set_api_key":
+            key = command.set_api_key
+            return engine.set_api_key(key.user_id, key.api_key_sha256, now)
+        if kind == "cancel_all":
+            cancel_all = command.cancel_all
+            return engine.cancel_all(
+                cancel_all.user_id, cancel_all.symbol, now, cancel_all.is_admin
+            )
+        if kind == "publish_news":
+            news = command.publish_news
+            return engine.publish_news(
+                news.news_id, news.headline, tuple(news.symbols), shock_from_proto(news.shock), now
+            )
+        if kind == "set_scenario":
+            scenario = command.set_scenario
+            return engine.set_scenario(
+                scenario.state, scenario.name, scenario.seed, scenario.digest, scenario.rounds, now
+            )
+        if kind == "start_round":
+            start = command.start_round
+            return engine.start_round(start.round, start.ends_at_ns, start.reset_accounts, now)
+        if kind == "end_round":
+            return engine.end_round(command.end_round.round, now)
         raise ValueError(f"EngineCommand without a command: {command!r}")
 
     def batch(self, command: engine_pb2.EngineCommand) -> engine_pb2.EngineBatch:

@@ -1,13 +1,16 @@
-"""Settlement of one execution: cash and positions of both parties move at once.
+"""Settlement of one execution: cash, positions and fees of both parties move at once.
 
 Matching decides who trades how much at what price; this module moves the money. Nothing is
-created or lost: the buyer's cash goes to the seller, the seller's shares to the buyer.
+created or lost: the buyer's cash goes to the seller, the seller's shares to the buyer, and each
+side's fee (maker for the resting order, taker for the incoming one) to the exchange's fee
+account.
 """
 
 from __future__ import annotations
 
 from engine_svc.accounts import Account
 from engine_svc.orders import Order, OrderType, Side
+from engine_svc.rules import ExchangeSettings, fee
 
 BUY = Side.BUY
 LIMIT = OrderType.LIMIT
@@ -15,29 +18,52 @@ LIMIT = OrderType.LIMIT
 
 def settle(
     accounts: dict[str, Account],
+    settings: ExchangeSettings,
     symbol: str,
     tick_cash: int,
     incoming: Order,
     resting: Order,
     price: int,
     quantity: int,
-) -> None:
-    """Move cash and positions of both parties (user-less orders have no account)."""
+) -> tuple[int, int]:
+    """Move cash, positions and fees of both parties (user-less orders have no account and pay
+    no fee); returns the (incoming, resting) fees in cash units."""
     price_units = price * tick_cash
     notional = price_units * quantity
-    for party in (incoming, resting):
+    fees = (
+        fee(notional, settings.taker_fee_centi_bps) if incoming.user_id else 0,
+        fee(notional, resting.maker_fee) if resting.user_id else 0,
+    )
+    for party, party_fee in zip((incoming, resting), fees, strict=True):
         account = accounts.get(party.user_id) if party.user_id else None
         if account is None:
             continue
         position = account.position(symbol)
+        account.cash -= party_fee
+        account.fees_paid += party_fee
         if party.side == BUY:
             account.cash -= notional
-            # A LIMIT BUY held cash at its limit; a price improvement is given back with it.
-            released = party.price * quantity * tick_cash if party.type == LIMIT else notional
+            released = _buy_release(party, quantity, notional + party_fee, tick_cash)
             party.reserved_cash -= released
             account.reserved_cash -= released
+            position.buying -= quantity
             position.apply_fill(quantity, price_units)
         else:
             account.cash += notional
             position.reserved -= quantity
             position.apply_fill(-quantity, price_units)
+    return fees
+
+
+def _buy_release(order: Order, quantity: int, cost: int, tick_cash: int) -> int:
+    """What a BUY's fill gives back of the cash it holds. A limit BUY keeps exactly what its
+    remainder could still cost at its limit and the fee rate it is held at, and since fees
+    round down per fill, what it gives back is never less than the fill cost. A market BUY
+    (which never rests) gives back the fill's cost; the last fill gives back the rest."""
+    left = order.remaining - quantity
+    if not left:
+        return order.reserved_cash
+    if order.type != LIMIT:
+        return min(order.reserved_cash, cost)
+    notional_left = order.price * left * tick_cash
+    return order.reserved_cash - notional_left - fee(notional_left, order.hold_fee)

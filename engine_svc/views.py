@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from redis.asyncio.client import Pipeline
 
-from engine_svc.codec import live_order_state
+from engine_svc.codec import live_order_state, settings_to_proto
 from engine_svc.engine import MatchingEngine, SymbolState
 from exchange.internal.v1 import engine_pb2
-from exchange.v1 import accounts_pb2, types_pb2
+from exchange.v1 import accounts_pb2, competition_pb2, types_pb2
 from mockex import names, participant
 
-FillRecord = tuple[str, int, int, int]
-"""(trade id, price ticks, quantity, timestamp ns) of one execution of an open order."""
+FillRecord = tuple[str, int, int, int, int]
+"""(trade id, price ticks, quantity, timestamp ns, fee units) of one execution of an open order."""
 
 MARKET_DATA_KINDS = frozenset(
     ("book_level_changed", "trade_executed", "quote_changed", "symbol_added")
@@ -39,6 +39,9 @@ class EngineViews:
         self._symbol_infos: set[str] = set()
         self._accounts: set[str] = set()
         self._users: list[engine_pb2.UserRecord] = []
+        self._revoked_keys: list[str] = []
+        self._schedule = False
+        self._settings = False
 
     def record(self, batch: engine_pb2.EngineBatch) -> None:
         """Note what one batch's events changed."""
@@ -52,7 +55,13 @@ class EngineViews:
                 if kind == "order_filled":
                     filled = event.order_filled
                     self.open_order_fills.setdefault(state.order_id, []).append(
-                        (filled.trade_id, filled.price_ticks, filled.quantity, event.timestamp_ns)
+                        (
+                            filled.trade_id,
+                            filled.price_ticks,
+                            filled.quantity,
+                            event.timestamp_ns,
+                            filled.fee_units,
+                        )
                     )
             elif kind in MARKET_DATA_KINDS:
                 self._symbols.add(event.symbol)
@@ -66,8 +75,23 @@ class EngineViews:
                 self._accounts.add(created.user_id)
                 if created.api_key_sha256:
                     self._users.append(user_record(created.user_id, created))
-            elif kind == "cash_adjusted":
-                self._accounts.add(event.cash_adjusted.user_id)
+            elif kind in ("cash_adjusted", "account_reset", "user_disabled", "user_enabled"):
+                self._accounts.add(getattr(event, kind).user_id)
+            elif kind == "api_key_changed":
+                changed = event.api_key_changed
+                if changed.previous_sha256:
+                    self._revoked_keys.append(changed.previous_sha256)
+                if changed.api_key_sha256:
+                    self._users.append(user_record(changed.user_id, changed))
+            elif kind in ("scores_sampled", "round_started", "round_ended"):
+                self._accounts.update(self.engine.scores)
+                self._schedule = True
+            elif kind in ("scenario_changed", "trading_day_opened", "trading_day_closed"):
+                self._schedule = True
+            elif kind == "settings_changed":
+                # The mark rule may have changed: every quote's mark with it.
+                self._settings = True
+                self._symbols.update(self.engine.symbols)
 
     def write(self, pipeline: Pipeline) -> None:
         """Queue what changed on `pipeline`; call `written` once the pipeline went through (on
@@ -93,13 +117,15 @@ class EngineViews:
         }
         if accounts:
             pipeline.hset(names.ACCOUNTS_KEY, mapping=accounts)
+        if self._revoked_keys:
+            pipeline.hdel(names.USERS_KEY, *self._revoked_keys)
         if self._users:
-            pipeline.hset(
-                names.USERS_KEY,
-                mapping={
-                    record.api_key_sha256: record.SerializeToString() for record in self._users
-                },
-            )
+            users = {record.api_key_sha256: record.SerializeToString() for record in self._users}
+            pipeline.hset(names.USERS_KEY, mapping=users)
+        if self._schedule:
+            pipeline.set(names.SCHEDULE_KEY, schedule_view(engine).SerializeToString())
+        if self._settings:
+            pipeline.set(names.SETTINGS_KEY, settings_to_proto(engine.settings).SerializeToString())
 
     def write_everything(self, pipeline: Pipeline) -> None:
         """Every cache the engine's state can rebuild (symbols, books, quotes, accounts, API keys,
@@ -136,6 +162,8 @@ class EngineViews:
         }
         if users:
             pipeline.hset(names.USERS_KEY, mapping=users)
+        pipeline.set(names.SCHEDULE_KEY, schedule_view(engine).SerializeToString())
+        pipeline.set(names.SETTINGS_KEY, settings_to_proto(engine.settings).SerializeToString())
 
     def written(self) -> None:
         """The last write went through: forget the changes, and the fills of finished orders."""
@@ -147,6 +175,9 @@ class EngineViews:
         self._symbol_infos.clear()
         self._accounts.clear()
         self._users.clear()
+        self._revoked_keys.clear()
+        self._schedule = False
+        self._settings = False
 
     def _write_order(
         self, pipeline: Pipeline, state: engine_pb2.OrderState, fills: list[FillRecord] | tuple
@@ -154,7 +185,12 @@ class EngineViews:
         symbol = self.engine.symbols.get(state.symbol)
         tick_size = symbol.tick_size_value if symbol else DEFAULT_TICK_SIZE
         public = participant.order(
-            state, tick_size, [participant.fill(*fill, tick_size) for fill in fills]
+            state,
+            tick_size,
+            [
+                participant.fill(trade_id, price, quantity, when, tick_size, fee_units)
+                for trade_id, price, quantity, when, fee_units in fills
+            ],
         )
         pipeline.set(
             names.order_key(state.order_id), public.SerializeToString(), ex=names.ORDER_TTL_SECONDS
@@ -164,21 +200,27 @@ class EngineViews:
         updated_ns = self.symbol_times.get(state.symbol, 0)
         pipeline.set(names.book_key(state.symbol), book_view(state, updated_ns).SerializeToString())
         pipeline.set(
-            names.quote_key(state.symbol), quote_view(state, updated_ns).SerializeToString()
+            names.quote_key(state.symbol),
+            quote_view(self.engine, state, updated_ns).SerializeToString(),
         )
 
     # ---- snapshots --------------------------------------------------------------------------
 
     def add_to_snapshot(self, snapshot: engine_pb2.EngineSnapshot) -> None:
         for resting in snapshot.open_orders:
-            for trade_id, price_ticks, quantity, timestamp_ns in self.open_order_fills.get(
-                resting.order.order_id, ()
-            ):
+            for (
+                trade_id,
+                price_ticks,
+                quantity,
+                timestamp_ns,
+                fee_units,
+            ) in self.open_order_fills.get(resting.order.order_id, ()):
                 resting.fills.add(
                     trade_id=trade_id,
                     price_ticks=price_ticks,
                     quantity=quantity,
                     timestamp_ns=timestamp_ns,
+                    fee_units=fee_units,
                 )
         for symbol in snapshot.symbols:
             symbol.updated_ns = self.symbol_times.get(symbol.symbol, 0)
@@ -187,7 +229,13 @@ class EngineViews:
         for resting in snapshot.open_orders:
             if resting.fills:
                 self.open_order_fills[resting.order.order_id] = [
-                    (fill.trade_id, fill.price_ticks, fill.quantity, fill.timestamp_ns)
+                    (
+                        fill.trade_id,
+                        fill.price_ticks,
+                        fill.quantity,
+                        fill.timestamp_ns,
+                        fill.fee_units,
+                    )
                     for fill in resting.fills
                 ]
         for symbol in snapshot.symbols:
@@ -202,6 +250,29 @@ def user_record(user_id: str, account) -> engine_pb2.UserRecord:
     )
 
 
+SCHEDULE_STATES = {
+    engine_pb2.SCENARIO_STATE_NONE_UNSPECIFIED: competition_pb2.NOT_STARTED,
+    engine_pb2.SCENARIO_STATE_LOADED: competition_pb2.LOADED,
+    engine_pb2.SCENARIO_STATE_RUNNING: competition_pb2.RUNNING,
+    engine_pb2.SCENARIO_STATE_PAUSED: competition_pb2.PAUSED,
+    engine_pb2.SCENARIO_STATE_STOPPED: competition_pb2.FINISHED,
+}
+
+
+def schedule_view(engine: MatchingEngine) -> competition_pb2.GetScheduleResponse:
+    competition = engine.competition
+    view = competition_pb2.GetScheduleResponse(
+        state=SCHEDULE_STATES.get(competition.scenario_state, competition_pb2.NOT_STARTED),
+        round=competition.round,
+        rounds=competition.rounds,
+        market_open=engine.market_open,
+        scenario=competition.scenario_name,
+    )
+    if competition.round_open and competition.round_ends_at:
+        view.round_ends_at.CopyFrom(participant.timestamp(competition.round_ends_at))
+    return view
+
+
 def book_view(state: SymbolState, updated_ns: int, depth: int = 0) -> types_pb2.OrderBook:
     return participant.book(
         state.symbol,
@@ -213,7 +284,7 @@ def book_view(state: SymbolState, updated_ns: int, depth: int = 0) -> types_pb2.
     )
 
 
-def quote_view(state: SymbolState, updated_ns: int) -> types_pb2.Quote:
+def quote_view(engine: MatchingEngine, state: SymbolState, updated_ns: int) -> types_pb2.Quote:
     bid, bid_size, ask, ask_size, _ = state.last_quote
     ticks = engine_pb2.QuoteChanged(
         bid_ticks=bid,
@@ -226,6 +297,7 @@ def quote_view(state: SymbolState, updated_ns: int) -> types_pb2.Quote:
         open_ticks=state.open,
         high_ticks=state.high,
         low_ticks=state.low,
+        mark_units=engine.mark(state) or 0,
     )
     return participant.quote(state.symbol, ticks, state.sequence, updated_ns, state.tick_size_value)
 
@@ -253,10 +325,24 @@ def account_view(engine: MatchingEngine, user_id: str) -> accounts_pb2.GetAccoun
         ),
         account.realized_pnl,
         account.starting_value,
+        account.fees_paid,
     )
 
 
 def cached_account(engine: MatchingEngine, user_id: str) -> engine_pb2.CachedAccount:
-    return engine_pb2.CachedAccount(
-        account=account_view(engine, user_id), ranked=not engine.accounts[user_id].admin
+    account = engine.accounts[user_id]
+    cached = engine_pb2.CachedAccount(
+        account=account_view(engine, user_id),
+        ranked=account.ranked,
+        role=account.role,
+        disabled=account.disabled,
+        round_open=engine.competition.round_open,
     )
+    score = engine.scores.get(user_id)
+    if score is not None:
+        cached.banked_units = score.banked
+        cached.round_base_units = score.round_base
+        cached.finished_round_pnl_units.extend(score.round_pnls)
+        cached.max_drawdown_units = score.max_drawdown
+        cached.sharpe = score.sharpe
+    return cached

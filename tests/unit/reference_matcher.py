@@ -7,10 +7,19 @@ they are needed. Costs and realized P&L are exact fractions of a cash unit (text
 cost), so the engine's integer bookkeeping can be held to them. It is slow on purpose; the
 stateful test compares the engine against it.
 
+Rules version 2: each execution costs the resting order's owner the maker fee (the rate when that
+order was accepted) and the incoming order's owner the taker fee (hundredths of a basis point of
+the notional, truncated toward zero, negative for a rebate; none for a user-less order), which
+go to the fee account. A BUY holds cash for its limit (a MARKET BUY: the book's cost now) plus
+the fee at the highest of the rates and zero, and each fill gives back its share of what the
+order still holds (held x fill / remaining, rounded down; the last fill all of it). An order
+that could take the position beyond +-position limit, counting every open order of its side, is
+rejected; so is every order of a disabled user.
+
 Every command returns what a participant observes, in order: ("trade", price, quantity, buy
 order, sell order) per execution, ("order", kind, order id, status, reason, filled quantity,
-filled notional, remaining) for each state an order passes through, ("refused", refusal, order
-id) and ("cancel rejected", order id, reason).
+filled notional, remaining) for each state an order passes through, ("fee", order id, fee) after
+each fill, ("refused", refusal, order id) and ("cancel rejected", order id, reason).
 
 Only the enums are shared with the engine.
 """
@@ -25,6 +34,12 @@ from engine_svc.orders import OrderStatus, OrderType, Reason, Refusal, Side, Tim
 
 MAX_QUANTITY = 1_000_000
 CASH_UNIT = Decimal("0.0001")
+RATE_DENOMINATOR = 1_000_000  # a rate of 1 is 1/100 of a basis point: notional / 1,000,000
+
+
+def fee_on(notional: int, rate: int) -> int:
+    """The exact fee, truncated toward zero (int() of a Fraction truncates)."""
+    return int(Fraction(notional * rate, RATE_DENOMINATOR))
 
 
 @dataclass
@@ -44,12 +59,22 @@ class RefOrder:
     notional: int = 0  # sum of price ticks x quantity over the fills
     status: OrderStatus = OrderStatus.NEW
     reason: Reason = Reason.NONE
+    hold: int = 0
+    """Cash a BUY held when it was accepted (its limit or book cost, plus the worst fee)."""
+    worst_rate: int = 0
+    """The highest fee rate (or 0) when it was accepted: what its hold was counted at."""
+    maker_rate: int = 0
+    """The maker fee when it was accepted: what it pays when it rests and trades."""
+    fills: list[int] = field(default_factory=list)
+    """The quantity of each of its executions."""
 
 
 @dataclass
 class RefAccount:
     cash: int
     starting_value: int
+    fees_paid: int = 0
+    disabled: bool = False
     positions: dict[str, int] = field(default_factory=dict)
     cost: dict[str, Fraction] = field(default_factory=dict)
     """What the open quantity cost (cash units), signed like it."""
@@ -76,9 +101,20 @@ Observed = tuple
 
 
 class ReferenceMatcher:
-    def __init__(self, short_limit: int = 0, max_open_orders: int = 0) -> None:
+    def __init__(
+        self,
+        short_limit: int = 0,
+        max_open_orders: int = 0,
+        position_limit: int = 0,
+        maker_fee: int = 0,
+        taker_fee: int = 0,
+    ) -> None:
         self.short_limit = short_limit
         self.max_open_orders = max_open_orders
+        self.position_limit = position_limit
+        self.maker_fee = maker_fee
+        self.taker_fee = taker_fee
+        self.fees_collected = 0
         self.market_open = True
         self.symbols: dict[str, RefSymbol] = {}
         self.accounts: dict[str, RefAccount] = {}
@@ -91,9 +127,14 @@ class ReferenceMatcher:
 
     # ---- set-up ---------------------------------------------------------------------------
 
-    def configure(self, short_limit: int, max_open_orders: int) -> None:
+    def configure(
+        self, short_limit: int, max_open_orders: int, maker_fee: int, taker_fee: int
+    ) -> None:
+        """New settings for orders from now on (the position limit stays as it is)."""
         self.short_limit = short_limit
         self.max_open_orders = max_open_orders
+        self.maker_fee = maker_fee
+        self.taker_fee = taker_fee
 
     def add_symbol(
         self, symbol: str, tick_size: str = "0.01", lot_size: int = 1, reference_price: int = 0
@@ -136,24 +177,37 @@ class ReferenceMatcher:
     def open_orders_of(self, user: str) -> list[RefOrder]:
         return [o for o in self.resting if o.user == user]
 
-    def reserved_cash(self, user: str) -> int:
-        return sum(
-            o.price * o.remaining * self.symbols[o.symbol].tick_cash
-            for o in self.open_orders_of(user)
-            if o.side == Side.BUY
-        )
+    @property
+    def worst_rate(self) -> int:
+        return max(0, self.maker_fee, self.taker_fee)
 
-    def reservations(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-        """What every account's open orders hold: cash per user, position per (user, symbol)."""
+    def held_cash(self, order: RefOrder) -> int:
+        """What an open BUY still holds: what its remainder could cost at its limit, plus the
+        fee on that at the rate its hold was counted at."""
+        if order.side != Side.BUY:
+            return 0
+        notional = order.price * order.remaining * self.symbols[order.symbol].tick_cash
+        return notional + fee_on(notional, order.worst_rate)
+
+    def reserved_cash(self, user: str) -> int:
+        return sum(self.held_cash(o) for o in self.open_orders_of(user))
+
+    def reservations(
+        self,
+    ) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """What every account's open orders hold: cash per user, position per (user, symbol);
+        and what its open BUYs could add per (user, symbol)."""
         cash: dict[str, int] = {}
         positions: dict[tuple[str, str], int] = {}
+        buying: dict[tuple[str, str], int] = {}
         for o in self.resting:
+            key = (o.user, o.symbol)
             if o.side == Side.BUY:
-                held = o.price * o.remaining * self.symbols[o.symbol].tick_cash
-                cash[o.user] = cash.get(o.user, 0) + held
+                cash[o.user] = cash.get(o.user, 0) + self.held_cash(o)
+                buying[key] = buying.get(key, 0) + o.remaining
             else:
-                positions[(o.user, o.symbol)] = positions.get((o.user, o.symbol), 0) + o.remaining
-        return cash, positions
+                positions[key] = positions.get(key, 0) + o.remaining
+        return cash, positions, buying
 
     def position(self, user: str, symbol: str) -> int:
         return self.accounts[user].positions.get(symbol, 0)
@@ -164,6 +218,33 @@ class ReferenceMatcher:
             for o in self.open_orders_of(user)
             if o.side == Side.SELL and o.symbol == symbol
         )
+
+    def buying(self, user: str, symbol: str) -> int:
+        return sum(
+            o.remaining
+            for o in self.open_orders_of(user)
+            if o.side == Side.BUY and o.symbol == symbol
+        )
+
+    def mark(self, symbol: str, max_spread: int) -> int | None:
+        """Cash units per share: the mid of a two-sided book at most `max_spread` ticks wide
+        (rounded down), else the last trade held inside the book, else the reference price."""
+        spec = self.symbols[symbol]
+        bids = [o.price for o in self.resting if o.symbol == symbol and o.side == Side.BUY]
+        asks = [o.price for o in self.resting if o.symbol == symbol and o.side == Side.SELL]
+        bid, ask = max(bids, default=None), min(asks, default=None)
+        if bid is not None and ask is not None and max_spread and ask - bid <= max_spread:
+            return (bid + ask) * spec.tick_cash // 2
+        if spec.last:
+            price = spec.last
+            if bid is not None:
+                price = max(price, bid)
+            if ask is not None:
+                price = min(price, ask)
+            return price * spec.tick_cash
+        if spec.reference_price:
+            return spec.reference_price * spec.tick_cash
+        return None
 
     # ---- the book ---------------------------------------------------------------------------
 
@@ -258,6 +339,7 @@ class ReferenceMatcher:
             self.observe("rejected", order)
             return self.log
         self.observe("accepted", order)
+        order.maker_rate = self.maker_fee
 
         if tif == TimeInForce.FOK and not self.fok_can_fill(order):
             order.status = OrderStatus.EXPIRED
@@ -309,12 +391,25 @@ class ReferenceMatcher:
             return Reason.NONE
         if order.user not in self.accounts:
             return Reason.UNKNOWN_USER
+        if self.accounts[order.user].disabled:
+            return Reason.USER_DISABLED
         if self.max_open_orders and len(self.open_orders_of(order.user)) >= self.max_open_orders:
             return Reason.OPEN_ORDER_LIMIT
+        limit = self.position_limit
+        if limit:
+            held = self.position(order.user, order.symbol)
+            if order.side == Side.BUY:
+                most = held + self.buying(order.user, order.symbol) + order.quantity
+            else:
+                most = order.quantity + self.reserved_position(order.user, order.symbol) - held
+            if most > limit:  # long for a BUY, short for a SELL
+                return Reason.POSITION_LIMIT
         if order.side == Side.BUY:
             available = self.accounts[order.user].cash - self.reserved_cash(order.user)
-            if self.cash_needed(order) > available:
+            needed = self.cash_needed(order)
+            if needed > available:
                 return Reason.INSUFFICIENT_CASH
+            order.hold, order.worst_rate = needed, self.worst_rate
         else:
             free = (
                 self.position(order.user, order.symbol)
@@ -326,19 +421,21 @@ class ReferenceMatcher:
         return Reason.NONE
 
     def cash_needed(self, order: RefOrder) -> int:
-        """LIMIT: price * quantity. MARKET: the cost of taking the book now, own orders skipped."""
+        """LIMIT: price * quantity. MARKET: the cost of taking the book now, own orders skipped.
+        Plus the worst fee on that."""
         tick_cash = self.symbols[order.symbol].tick_cash
         if order.type == OrderType.LIMIT:
-            return order.price * order.quantity * tick_cash
-        wanted = order.quantity
-        cost = 0
-        for resting in self.opposite_in_priority(order):
-            if self.is_own(order, resting):
-                continue
-            taken = min(wanted, resting.remaining)
-            cost += taken * resting.price * tick_cash
-            wanted -= taken
-        return cost
+            cost = order.price * order.quantity * tick_cash
+        else:
+            wanted = order.quantity
+            cost = 0
+            for resting in self.opposite_in_priority(order):
+                if self.is_own(order, resting):
+                    continue
+                taken = min(wanted, resting.remaining)
+                cost += taken * resting.price * tick_cash
+                wanted -= taken
+        return cost + fee_on(cost, self.worst_rate)
 
     def fok_can_fill(self, order: RefOrder) -> bool:
         reachable = sum(
@@ -350,6 +447,7 @@ class ReferenceMatcher:
         quantity = min(order.remaining, resting.remaining)
         price = resting.price
         for party in (order, resting):
+            party.fills.append(quantity)
             party.remaining -= quantity
             party.filled += quantity
             party.notional += price * quantity
@@ -369,6 +467,15 @@ class ReferenceMatcher:
         if sell.user:
             self.move(self.accounts[sell.user], order.symbol, -quantity, price_units)
             self.moved.add((sell.user, order.symbol))
+        notional = price_units * quantity
+        fees = {}
+        for party, rate in ((resting, resting.maker_rate), (order, self.taker_fee)):
+            fees[party.order_id] = fee_on(notional, rate) if party.user else 0
+            if party.user:
+                account = self.accounts[party.user]
+                account.cash -= fees[party.order_id]
+                account.fees_paid += fees[party.order_id]
+                self.fees_collected += fees[party.order_id]
 
         spec.last = price
         spec.volume += quantity
@@ -378,7 +485,9 @@ class ReferenceMatcher:
         spec.low = min(spec.low, price)
         self.log.append(("trade", price, quantity, buy.order_id, sell.order_id))
         self.observe("filled", resting)
+        self.log.append(("fee", resting.order_id, fees[resting.order_id]))
         self.observe("filled", order)
+        self.log.append(("fee", order.order_id, fees[order.order_id]))
 
     @staticmethod
     def move(account: RefAccount, symbol: str, signed: int, price_units: int) -> None:
@@ -421,6 +530,37 @@ class ReferenceMatcher:
         else:
             return [("cancel rejected", order_id, Reason.NOT_ORDER_OWNER)]
         self.finish(order, OrderStatus.CANCELLED, reason)
+        return self.log
+
+    def disable(self, user: str) -> list[Observed]:
+        """Every open order of the user cancelled by the admin, new ones rejected."""
+        self.log = []
+        account = self.accounts.get(user)
+        if account is None:
+            return [("refused", Refusal.UNKNOWN_ACCOUNT, "")]
+        for order in self.open_orders_of(user):
+            self.finish(order, OrderStatus.CANCELLED, Reason.CANCELLED_BY_ADMIN)
+        account.disabled = True
+        return self.log
+
+    def enable(self, user: str) -> list[Observed]:
+        account = self.accounts.get(user)
+        if account is None:
+            return [("refused", Refusal.UNKNOWN_ACCOUNT, "")]
+        account.disabled = False
+        return []
+
+    def cancel_all(self, user: str, symbol: str, is_admin: bool) -> list[Observed]:
+        """The user's open orders (of `symbol`, or all), oldest first."""
+        self.log = []
+        if user not in self.accounts:
+            return [("refused", Refusal.UNKNOWN_ACCOUNT, "")]
+        if symbol and symbol not in self.symbols:
+            return [("refused", Refusal.UNKNOWN_SYMBOL, "")]
+        reason = Reason.CANCELLED_BY_ADMIN if is_admin else Reason.CANCELLED_BY_OWNER
+        for order in self.open_orders_of(user):
+            if not symbol or order.symbol == symbol:
+                self.finish(order, OrderStatus.CANCELLED, reason)
         return self.log
 
     def close_market(self) -> list[Observed]:

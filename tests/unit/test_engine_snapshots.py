@@ -136,7 +136,7 @@ def test_codec_snapshot_keeps_costs_realized_pnl_settings_and_exchange_sequence(
 
     snapshot = round_trip(snapshot_engine(engine))
 
-    assert snapshot.format_version == SNAPSHOT_FORMAT == 1
+    assert snapshot.format_version == SNAPSHOT_FORMAT == 2
     assert snapshot.exchange_sequence == engine.exchange_sequence == 6
     assert (snapshot.settings.short_limit, snapshot.settings.max_open_orders) == (5, 6)
     assert snapshot.settings.rules_version == 1
@@ -375,12 +375,12 @@ def test_format_0_snapshot_restores_books_and_what_open_orders_hold():
     assert engine.accounts["alice"].reserved_cash == 0
 
 
-def test_a_converted_format_0_engine_snapshots_as_format_1():
+def test_a_converted_format_0_engine_snapshots_in_the_current_format():
     engine = restore_engine(format_0_snapshot())
 
     snapshot = snapshot_engine(engine)
 
-    assert snapshot.format_version == 1
+    assert snapshot.format_version == SNAPSHOT_FORMAT
     assert state_of(CommandHandler(restore_engine(round_trip(snapshot)))) == state_of(
         CommandHandler(engine)
     )

@@ -4,28 +4,40 @@ Hypothesis drives orders of every type, time in force and side over two symbols 
 0.05 and a lot of 5), from funded, poor, late and unknown users and from user-less flows, at prices
 a few ticks apart so they cross often, some with a clientOrderId; cancels of known and unknown
 orders; close/open of the market; halt/resume of one symbol or all; settings changes, cash
-adjustments, a late account. Every command goes through the CommandHandler as the EngineCommand
+adjustments, a late account; disabling and enabling users, cancel-all; minutes of log time
+passing, so that scores are sampled. Some examples run under rules version 2 settings: a
+position limit, maker and taker fees (a negative maker fee, a rebate, among them) and marks at
+the mid of a narrow book. Every command goes through the CommandHandler as the EngineCommand
 proto a gateway sends, numbered in one of two gateway sessions (or in none, for the engine's own),
 with resends of applied commands and commands lost on the way that arrive late (the ledger's gaps).
 
 After every step the engine must agree with tests/unit/reference_matcher.py: every order event
 carries the reference's state of that order at that moment (status, reason, filled quantity and
-notional, remaining), so the events are values; trades, refusals and cancel rejections; both books;
-every account, its cost basis and realized P&L. It must keep its invariants: uncrossed, consistent
-books; conserved cash and positions; reservations equal to what the open orders need; contiguous
-public and exchange-wide sequences; a quote that tells the truth; P&L that adds up exactly in
-integers; a ledger that knows every applied command and only those. At a random step the
+notional, remaining), so the events are values; trades, the fee of every fill, refusals and
+cancel rejections; both books; every account, its cost basis, realized P&L and fees; every score
+sampled (equity at the reference's marks, P&L, drawdown and sharpe recomputed from the samples).
+It must keep its invariants: uncrossed, consistent books; cash plus the fees collected and
+positions conserved; reservations equal to what the open orders need, the fee part included;
+positions within the position limit counting open orders; contiguous public and exchange-wide
+sequences; a quote that tells the truth; P&L that adds up exactly in integers; a ledger that
+knows every applied command and only those. At a random step the
 CommandHandler is snapshotted, the snapshot serialized and restored, and from then on the restored
 copy gets every command too and must answer with the same events, and end in the same state.
+
+Settings changes may change the fees too (resting orders keep the maker fee they were accepted
+at); the position limit stays as the example starts with it.
 
 MOCKEX_STATEFUL_EXAMPLES sets the number of examples (default 500, the CI minimum).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import sys
 from collections import Counter
+from fractions import Fraction
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -55,6 +67,7 @@ from engine_svc.events import (
     OrderFilled,
     OrderRejected,
     QuoteChanged,
+    ScoresSampled,
     SettingsChanged,
     SymbolAdded,
     TradeExecuted,
@@ -62,6 +75,8 @@ from engine_svc.events import (
     TradingDayOpened,
     TradingHalted,
     TradingResumed,
+    UserDisabled,
+    UserEnabled,
 )
 from engine_svc.orders import (
     FINISHED_STATUSES,
@@ -74,9 +89,10 @@ from engine_svc.orders import (
     TimeInForce,
 )
 from engine_svc.rules import ExchangeSettings
+from engine_svc.scoring import MINUTE_NS
 from engine_svc.servicer import CommandHandler
 from exchange.internal.v1 import engine_pb2
-from tests.unit.reference_matcher import ReferenceMatcher
+from tests.unit.reference_matcher import ReferenceMatcher, fee_on
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +136,10 @@ PRIVATE_EVENTS = (
     OrderExpired,
     MarketStateChanged,
 )
-NO_STREAM_EVENTS = (CancelRejected, CommandRefused, CashAdjusted)
+NO_STREAM_EVENTS = (CancelRejected, CommandRefused, CashAdjusted, UserDisabled, UserEnabled)
+# (maker, taker) fee rates in hundredths of a basis point: none, small ones that round to 0 or 1
+# on most ACME fills, a rebate, rates large enough to matter, a negative taker fee.
+FEES = [(0, 0), (0, 0), (-7, 30), (20, 150), (-150, 2_500), (3_000, -20)]
 NEW, REJECTED = OrderStatus.NEW, OrderStatus.REJECTED
 CANCELLED, EXPIRED = OrderStatus.CANCELLED, OrderStatus.EXPIRED
 
@@ -218,15 +237,25 @@ def state_of(handler: CommandHandler) -> tuple:
             account.cash,
             account.reserved_cash,
             account.starting_value,
+            account.starting_cash,
+            account.grants,
             account.admin,
             account.api_key_sha256,
+            account.role,
+            account.disabled,
+            account.fees_paid,
             {
-                symbol: (p.quantity, p.reserved, p.cost, p.realized_pnl)
+                symbol: (p.quantity, p.reserved, p.buying, p.cost, p.realized_pnl)
                 for symbol, p in account.positions.items()
             },
         )
         for user, account in engine.accounts.items()
     }
+    scores = [
+        (user, *(getattr(score, name) for name in score.__slots__))
+        for user, score in engine.scores.items()
+    ]
+    competition = tuple(getattr(engine.competition, name) for name in engine.competition.__slots__)
     sessions = {
         session_id: (ledger.applied_through, sorted(ledger.applied_after), ledger.last_applied_ns)
         for session_id, ledger in handler.ledger.sessions.items()
@@ -235,6 +264,10 @@ def state_of(handler: CommandHandler) -> tuple:
         engine.settings,
         engine.market_open,
         engine.exchange_sequence,
+        engine.fees_collected,
+        engine.last_sample_minute,
+        scores,
+        competition,
         symbols,
         accounts,
         sorted(engine.open_orders),
@@ -250,17 +283,41 @@ class EngineVsReference(RuleBasedStateMachine):
     @initialize(
         short_limit=st.sampled_from([0, 0, 6]),
         max_open=st.sampled_from([0, 0, 2]),
+        position_limit=st.sampled_from([0, 0, 0, 4, 12, 35]),
+        fees=st.sampled_from(FEES),
+        mark_spread=st.sampled_from([0, 0, 2]),
         snapshot_at=st.integers(1, STEP_COUNT),
     )
-    def set_up(self, short_limit: int, max_open: int, snapshot_at: int) -> None:
+    def set_up(
+        self,
+        short_limit: int,
+        max_open: int,
+        position_limit: int,
+        fees: tuple[int, int],
+        mark_spread: int,
+        snapshot_at: int,
+    ) -> None:
+        maker_fee, taker_fee = fees
         engine = MatchingEngine(
-            settings=ExchangeSettings(short_limit=short_limit, max_open_orders=max_open),
+            settings=ExchangeSettings(
+                short_limit=short_limit,
+                max_open_orders=max_open,
+                position_limit=position_limit,
+                maker_fee_centi_bps=maker_fee,
+                taker_fee_centi_bps=taker_fee,
+                mark_max_spread_ticks=mark_spread,
+            ),
             market_open=True,
         )
         self.handler = CommandHandler(engine)
         self.engine = engine
-        self.ref = ReferenceMatcher(short_limit=short_limit, max_open_orders=max_open)
+        self.ref = ReferenceMatcher(short_limit, max_open, position_limit, maker_fee, taker_fee)
         self.max_short_limit = short_limit  # positions opened under the largest limit stay
+        self.granted: Counter[tuple[str, str]] = Counter()  # (user, symbol) -> granted quantity
+        self.last_minute: int | None = None  # the minute of log time of the last command
+        self.pending_sample: tuple[ScoresSampled, int] | None = None  # checked after the step
+        # user -> (per-minute P&L changes, last sampled P&L, peak, max drawdown)
+        self.samples: dict[str, tuple[list[int], int, int, int]] = {}
         self.now = 0
         self.next_id = 0
         self.commands = 0
@@ -271,6 +328,7 @@ class EngineVsReference(RuleBasedStateMachine):
         self.shadow: CommandHandler | None = None
         self.last_sequence: dict[str, int] = {}
         self.exchange_sequence = 0
+        self.command_exchange_sequence = 0
         self.last_quote: dict[str, QuoteChanged] = {}
         self.order_states: dict[str, tuple] = {}  # order id -> its latest order event, observed
         self.unsettled: set[str] = set()  # orders open in the reference, or just sent an event
@@ -308,7 +366,8 @@ class EngineVsReference(RuleBasedStateMachine):
         return SESSION_OF.get(user, "gw-2")
 
     def apply(self, command: engine_pb2.EngineCommand) -> list:
-        """Apply a command (to the restored copy too, once there is one) and check its events."""
+        """Apply a command (to the restored copy too, once there is one) and check its events;
+        returns them without the scores sample that may follow them, which is checked here."""
         assert not self.handler.is_applied(command)
         events = self.handler.apply(command)
         if command.session_id:
@@ -316,6 +375,7 @@ class EngineVsReference(RuleBasedStateMachine):
         if self.shadow is not None:
             assert self.shadow.apply(command) == events
         self.record(events)
+        events = self.check_sample(command.timestamp_ns, events)
         self.commands += 1
         if self.commands == self.snapshot_at:
             self.snapshot_and_restore()
@@ -371,7 +431,64 @@ class EngineVsReference(RuleBasedStateMachine):
                 self.order_states[seen[2]] = seen
                 self.unsettled.add(seen[2])
                 self.emitted.append((event, seen))
+            if type(event) is OrderFilled:
+                result.append(("fee", event.order.order_id, event.fee))
         return result
+
+    def check_sample(self, now: int, events: list) -> list:
+        """The first command of a new minute of log time ends with every participant's score
+        (all accounts here are participants); no other command brings one."""
+        minute = now // MINUTE_NS
+        last, self.last_minute = self.last_minute, max(minute, self.last_minute or 0)
+        sampled = [e for e in events if isinstance(e, ScoresSampled)]
+        self.command_exchange_sequence = self.exchange_sequence  # the command's own last one
+        if last is None or minute <= last:
+            assert not sampled, sampled
+            return events
+        assert sampled == events[-1:], events
+        self.command_exchange_sequence -= 1
+        assert self.pending_sample is None  # one command per rule takes a new minute
+        self.pending_sample = (sampled[0], minute - last)
+        return events[:-1]
+
+    @invariant()
+    def scores_agree(self):
+        """A score sampled by the step's command, against the reference's account (which has
+        taken the command by now) at the reference's marks; drawdown and sharpe recomputed
+        exactly from the samples (minutes without a command: no change)."""
+        if self.pending_sample is None:
+            return
+        (sample, minutes), self.pending_sample = self.pending_sample, None
+        assert [score.user_id for score in sample.scores] == list(self.ref.accounts)
+        spread = self.engine.settings.mark_max_spread_ticks
+        marks = {symbol: self.ref.mark(symbol, spread) for symbol in SYMBOLS}
+        for score in sample.scores:
+            user = score.user_id
+            ref = self.ref.accounts[user]
+            equity = ref.cash + sum(
+                quantity * marks[symbol] for symbol, quantity in ref.positions.items()
+            )
+            pnl = equity - ref.starting_value
+            realized = sum(p.realized_pnl for p in self.engine.accounts[user].positions.values())
+            assert (score.equity, score.pnl, score.fees_paid) == (equity, pnl, ref.fees_paid)
+            assert (score.realized_pnl, score.round_pnls) == (realized, ()), score
+            changes, last_pnl, peak, drawdown = self.samples[user]
+            changes.extend([0] * (minutes - 1))
+            changes.append(pnl - last_pnl)
+            peak = max(peak, pnl)
+            drawdown = max(drawdown, peak - pnl)
+            self.samples[user] = (changes, pnl, peak, drawdown)
+            assert score.max_drawdown == drawdown, (score, changes)
+            expected = 0.0
+            if len(changes) >= 2:
+                mean = Fraction(sum(changes), len(changes))
+                variance = Fraction(sum(c * c for c in changes), len(changes)) - mean * mean
+                if variance:
+                    expected = float(mean) / math.sqrt(variance)
+            assert math.isclose(score.sharpe, expected, rel_tol=1e-6, abs_tol=1e-6), (
+                score,
+                changes,
+            )
 
     def place(self, user, symbol, side, type_, tif, price, quantity, client_order_id="") -> str:
         self.next_id += 1
@@ -433,6 +550,8 @@ class EngineVsReference(RuleBasedStateMachine):
         self.expected_cash += cash
         for symbol, quantity, _ in grants:
             self.expected_positions[symbol] += quantity
+            self.granted[(user, symbol)] += quantity
+        self.samples[user] = ([], 0, 0, 0)
 
     def snapshot_and_restore(self) -> None:
         """Snapshot the handler, round-trip the bytes, restore: the copy must equal the original
@@ -576,48 +695,87 @@ class EngineVsReference(RuleBasedStateMachine):
             events = self.apply(self.command("", halt_trading=halt))
             changed = self.ref.halt(symbol)
             assert [e for e in events if isinstance(e, EXCHANGE_WIDE)] == (
-                [TradingHalted(symbol, 0, self.now, self.exchange_sequence)] if changed else []
+                [TradingHalted(symbol, 0, self.now, self.command_exchange_sequence)]
+                if changed
+                else []
             )
         else:
             resume = engine_pb2.ResumeTradingCommand(symbol=symbol)
             events = self.apply(self.command("", resume_trading=resume))
             changed = self.ref.resume(symbol)
             assert [e for e in events if isinstance(e, EXCHANGE_WIDE)] == (
-                [TradingResumed(symbol, 0, self.now, self.exchange_sequence)] if changed else []
+                [TradingResumed(symbol, 0, self.now, self.command_exchange_sequence)]
+                if changed
+                else []
             )
+
+    @rule(minutes=st.sampled_from([1, 1, 2, 5]))
+    def wait(self, minutes):
+        """Log time passes without a command: the next one samples the scores, and the minutes
+        between count as no change."""
+        self.now += minutes * MINUTE_NS
 
     @rule(
         kind=st.sampled_from(
-            ["configure", "adjust cash", "open account", "resend", "lose", "late"]
+            [
+                "configure",
+                "adjust cash",
+                "open account",
+                "resend",
+                "lose",
+                "late",
+                "disable",
+                "enable",
+                "enable",
+                "cancel all",
+            ]
         ),
         pick=st.integers(0, 1 << 16),
     )
     def housekeeping(self, kind, pick):
         """A settings change, a cash adjustment, the late account (or an existing one again), a
         gateway's resend of a command already applied (answered from the ledger), a command lost
-        on its way (its sequence skipped: a gap), or a lost command arriving late. `pick`
-        chooses the details: one draw costs far less than several, and shrinks towards the first
-        choice of each."""
+        on its way (its sequence skipped: a gap), a lost command arriving late, a user disabled
+        or enabled, a user's orders cancelled. `pick` chooses the details: one draw costs far
+        less than several, and shrinks towards the first choice of each."""
         if kind == "configure":
             short_limit = (0, 3, 6)[pick % 3]
             max_open = (0, 2, 3)[pick // 3 % 3]
             previous = self.engine.settings
-            new = ExchangeSettings(previous.rules_version, short_limit, max_open)
+            fees = pick // 9 % (2 * len(FEES))  # half the time the fees stay
+            maker_fee, taker_fee = (
+                FEES[fees]
+                if fees < len(FEES)
+                else (previous.maker_fee_centi_bps, previous.taker_fee_centi_bps)
+            )
+            new = dataclasses.replace(
+                previous,
+                short_limit=short_limit,
+                max_open_orders=max_open,
+                maker_fee_centi_bps=maker_fee,
+                taker_fee_centi_bps=taker_fee,
+            )
             configure = engine_pb2.ConfigureExchangeCommand(
                 settings=engine_pb2.ExchangeSettings(
                     rules_version=new.rules_version,
                     short_limit=short_limit,
                     max_open_orders=max_open,
+                    position_limit=previous.position_limit,
+                    maker_fee_centi_bps=maker_fee,
+                    taker_fee_centi_bps=taker_fee,
+                    mark_max_spread_ticks=previous.mark_max_spread_ticks,
                 )
             )
             events = self.apply(self.command("", configure_exchange=configure))
             expected = (
                 []
                 if new == previous
-                else [SettingsChanged("", 0, self.now, self.exchange_sequence, new, previous)]
+                else [
+                    SettingsChanged("", 0, self.now, self.command_exchange_sequence, new, previous)
+                ]
             )
             assert events == expected
-            self.ref.configure(short_limit, max_open)
+            self.ref.configure(short_limit, max_open, maker_fee, taker_fee)
             self.max_short_limit = max(self.max_short_limit, short_limit)
         elif kind == "adjust cash":
             user = (*ACCOUNTS, "erin", "ghost")[pick % 6]
@@ -654,6 +812,31 @@ class EngineVsReference(RuleBasedStateMachine):
             events = self.apply(late)
             assert self.observe(events) == self.ref.cancel("lost", "alice")
             assert self.handler.is_applied(late)
+        elif kind in ("disable", "enable"):
+            user = (*ACCOUNTS, "erin", "ghost")[pick % 6]
+            account = self.ref.accounts.get(user)
+            changes = account is not None and account.disabled != (kind == "disable")
+            if kind == "disable":
+                command = engine_pb2.DisableUserCommand(user_id=user)
+                events = self.apply(self.command(ADMIN_SESSION, disable_user=command))
+                assert self.observe(events) == self.ref.disable(user)
+                notice = [UserDisabled("", 0, self.now, user)] if changes else []
+            else:
+                command = engine_pb2.EnableUserCommand(user_id=user)
+                events = self.apply(self.command(ADMIN_SESSION, enable_user=command))
+                assert self.observe(events) == self.ref.enable(user)
+                notice = [UserEnabled("", 0, self.now, user)] if changes else []
+            assert [e for e in events if isinstance(e, (UserDisabled, UserEnabled))] == notice
+            if notice:
+                assert events[-1] == notice[0]
+        elif kind == "cancel all":
+            # Users with an account only (others are refused: test_engine_v2_accounts.py).
+            user = list(ACCOUNTS)[pick % 4]
+            symbol = ("", "ACME", "BETA", "NOPE")[pick // 4 % 4]
+            is_admin = bool(pick // 16 % 2)
+            command = engine_pb2.CancelAllCommand(user_id=user, symbol=symbol, is_admin=is_admin)
+            events = self.apply(self.command(self.session_of(user), cancel_all=command))
+            assert self.observe(events) == self.ref.cancel_all(user, symbol, is_admin)
         elif kind == "resend":
             session_id, sequence = self.sent[pick % len(self.sent)]
             resend = engine_pb2.EngineCommand(
@@ -714,24 +897,38 @@ class EngineVsReference(RuleBasedStateMachine):
     @invariant()
     def accounts_agree(self):
         assert list(self.engine.accounts) == list(self.ref.accounts)
-        reserved_cash, reserved_positions = self.ref.reservations()
+        reserved_cash, reserved_positions, buying = self.ref.reservations()
         for user, account in self.engine.accounts.items():
             ref = self.ref.accounts[user]
             assert account.cash == ref.cash, user
             assert account.starting_value == ref.starting_value, user
             assert account.reserved_cash == reserved_cash.get(user, 0), user
+            assert (account.fees_paid, account.disabled) == (ref.fees_paid, ref.disabled), user
             for symbol in SYMBOLS:
                 position = account.positions.get(symbol)
-                quantity, reserved = (position.quantity, position.reserved) if position else (0, 0)
+                quantity, reserved, buys = (
+                    (position.quantity, position.reserved, position.buying)
+                    if position
+                    else (0,) * 3
+                )
                 assert quantity == ref.positions.get(symbol, 0), (user, symbol)
                 assert reserved == reserved_positions.get((user, symbol), 0), (user, symbol)
+                assert buys == buying.get((user, symbol), 0), (user, symbol)
+        assert self.engine.fees_collected == self.ref.fees_collected
         assert self.engine.client_orders == self.ref.client_orders
-        assert self.engine.settings.short_limit == self.ref.short_limit
-        assert self.engine.settings.max_open_orders == self.ref.max_open_orders
+        settings = self.engine.settings
+        assert settings.short_limit == self.ref.short_limit
+        assert settings.max_open_orders == self.ref.max_open_orders
+        assert settings.position_limit == self.ref.position_limit
+        assert (settings.maker_fee_centi_bps, settings.taker_fee_centi_bps) == (
+            self.ref.maker_fee,
+            self.ref.taker_fee,
+        )
 
     @invariant()
     def pnl_adds_up_exactly(self):
-        """Equity minus starting value is realized plus unrealized P&L, to the cash unit. Each
+        """Equity minus starting value is realized plus unrealized P&L less fees, to the cash
+        unit. Each
         position a fill moved: its integer average cost is within one unit per closing fill of
         the exact one, and cost and realized P&L move together exactly."""
         for user, account in self.engine.accounts.items():
@@ -743,7 +940,8 @@ class EngineVsReference(RuleBasedStateMachine):
                 realized += position.realized_pnl
                 unrealized += value - position.cost
             assert type(realized) is int and type(unrealized) is int, user
-            assert equity - account.starting_value == realized + unrealized, user
+            # Fees are P&L but no position's: they come off cash, not cost or realized P&L.
+            assert equity - account.starting_value == realized + unrealized - account.fees_paid
         for user, symbol in self.ref.moved:
             position = self.engine.accounts[user].positions[symbol]
             ref = self.ref.accounts[user]
@@ -790,8 +988,11 @@ class EngineVsReference(RuleBasedStateMachine):
 
     @invariant()
     def cash_and_positions_are_conserved(self):
+        """Fees leave the accounts into the fee account (rebates the other way): cash plus the
+        fees collected is what the accounts were given, plus or minus the outside flows."""
         accounts = self.engine.accounts.values()
-        assert sum(a.cash for a in accounts) == self.expected_cash
+        assert sum(a.cash for a in accounts) + self.engine.fees_collected == self.expected_cash
+        assert self.engine.fees_collected == sum(a.fees_paid for a in accounts)
         for symbol in SYMBOLS:
             total = sum(a.positions[symbol].quantity for a in accounts if symbol in a.positions)
             assert total == self.expected_positions[symbol], symbol
@@ -805,22 +1006,39 @@ class EngineVsReference(RuleBasedStateMachine):
         for user, account in self.engine.accounts.items():
             buys = [o for o in mine[user] if o.side == Side.BUY]
             for order in buys:
-                assert order.reserved_cash == (
-                    order.price * order.remaining * SYMBOLS[order.symbol][1]
-                ), order
+                # Exactly what the remainder needs at its limit with the worst fee of its
+                # acceptance.
+                ref = self.ref.orders[order.order_id]
+                need = order.price * order.remaining * SYMBOLS[order.symbol][1]
+                need += fee_on(need, ref.worst_rate)
+                assert order.reserved_cash == self.ref.held_cash(ref) == need, order
             assert account.reserved_cash == sum(o.reserved_cash for o in buys), user
             assert 0 <= account.reserved_cash <= account.cash, user
             for symbol, position in account.positions.items():
                 sells = sum(
                     o.remaining for o in mine[user] if o.side == Side.SELL and o.symbol == symbol
                 )
-                assert position.reserved == sells, (user, symbol)
+                buying = sum(o.remaining for o in buys if o.symbol == symbol)
+                assert (position.reserved, position.buying) == (sells, buying), (user, symbol)
                 assert position.quantity - position.reserved >= -self.max_short_limit
             assert self.engine.open_order_counts.get(user, 0) == len(mine[user]), user
         for order_id, order in self.seen_open.items():
             if order_id not in self.engine.open_orders:  # finished since: holds nothing
                 assert order.is_finished and order.reserved_cash == 0, order
         self.seen_open = dict(self.engine.open_orders)
+
+    @invariant()
+    def positions_stay_within_the_limit(self):
+        """No accepted order can take a position beyond the limit, counting the open orders of
+        its side: only a grant can put a position above it, and then no BUY is accepted."""
+        limit = self.engine.settings.position_limit
+        if not limit:
+            return
+        for user, account in self.engine.accounts.items():
+            for symbol, position in account.positions.items():
+                most = max(limit, self.granted[(user, symbol)])
+                assert position.quantity + position.buying <= most, (user, symbol)
+                assert position.quantity - position.reserved >= -limit, (user, symbol)
 
     @invariant()
     def last_quote_tells_the_truth(self):
@@ -837,6 +1055,8 @@ class EngineVsReference(RuleBasedStateMachine):
                 assert top == (0, 0, 0, 0)
                 continue
             assert (quote.bid, quote.bid_size, quote.ask, quote.ask_size) == top, symbol
+            spread = self.engine.settings.mark_max_spread_ticks
+            assert quote.mark == self.ref.mark(symbol, spread), symbol
             day = self.ref.symbols[symbol]
             assert (quote.last, quote.volume, quote.open, quote.high, quote.low) == (
                 day.last,
