@@ -8,6 +8,7 @@ import logging
 
 import grpc
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 
 from exchange.internal.v1 import store_pb2_grpc
 from gateway_svc import servicer
@@ -17,6 +18,7 @@ from gateway_svc.exchange import Exchange
 from gateway_svc.interceptors import GatewayInterceptor
 from gateway_svc.rate_limit import TokenBucketLimiter
 from mockex.auth import ApiKeyAuthenticator
+from mockex.caches import CachesIncomplete
 from mockex.grpc_server import GrpcServer, start_grpc_server
 
 log = logging.getLogger("gateway_svc")
@@ -47,9 +49,11 @@ class GatewayApp:
 
     async def start(self) -> None:
         await self.engine.start()
+        self.limiter = TokenBucketLimiter(
+            self.config.rate_limit_per_second, self.config.rate_limit_burst
+        )
         interceptor = GatewayInterceptor(
-            ApiKeyAuthenticator(self.redis, self.config.admin_key),
-            TokenBucketLimiter(self.config.rate_limit_per_second, self.config.rate_limit_burst),
+            ApiKeyAuthenticator(self.redis, self.config.admin_key), self.limiter
         )
         self.grpc = await start_grpc_server(
             self.config.grpc_address,
@@ -64,11 +68,20 @@ class GatewayApp:
         log.info("gateway_svc serving grpc=%s:%d session=%s", host, self.grpc.port, session)
 
     async def _report_readiness(self) -> None:
-        """Readiness follows whether orders can be taken; liveness stays SERVING."""
+        """Readiness follows whether orders can be taken; liveness stays SERVING. The message
+        rate the exchange's rules set (when they set one) replaces the configured one."""
         assert self.grpc is not None
         while True:
             ready = not self.engine.unavailable_reason() and self.engine.views_ready
             await self.grpc.set_serving(ready)
+            with contextlib.suppress(RedisError, OSError, CachesIncomplete):
+                rate = (await self.exchange.settings()).message_rate_per_second
+                if rate:
+                    self.limiter.set_rate(rate, 2 * rate)
+                else:
+                    self.limiter.set_rate(
+                        self.config.rate_limit_per_second, self.config.rate_limit_burst
+                    )
             await asyncio.sleep(READINESS_EVERY_SECONDS)
 
     async def wait(self) -> None:

@@ -72,6 +72,7 @@ def order_from_batch(
                     filled.quantity,
                     event.timestamp_ns,
                     tick_size,
+                    filled.fee_units,
                 )
             )
     return None if state is None else participant.order(state, tick_size, fills)
@@ -117,6 +118,18 @@ class Exchange:
         if not raw:
             await check_complete(self.redis)
         return {key.decode(): types_pb2.SymbolInfo.FromString(value) for key, value in raw.items()}
+
+    async def cached_accounts(self) -> list[engine_pb2.CachedAccount]:
+        raw = await self.redis.hgetall(names.ACCOUNTS_KEY)
+        if not raw:
+            await check_complete(self.redis)
+        return [engine_pb2.CachedAccount.FromString(value) for value in raw.values()]
+
+    async def settings(self) -> engine_pb2.ExchangeSettings:
+        raw = await self.redis.get(names.SETTINGS_KEY)
+        if raw is None:
+            await check_complete(self.redis)
+        return engine_pb2.ExchangeSettings.FromString(raw or b"")
 
     async def run(
         self, command: engine_pb2.EngineCommand, timeout_message: str = ""

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from exchange.v1 import (
     accounts_pb2,
     admin_pb2,
+    competition_pb2,
     market_pb2,
     orders_pb2,
 )
@@ -57,6 +58,7 @@ ACCESS: dict[str, Access] = {
     **_methods(accounts_pb2.DESCRIPTOR, "AccountService", Access.PUBLIC),
     **_methods(accounts_pb2.DESCRIPTOR, "HealthService", Access.PUBLIC),
     **_methods(admin_pb2.DESCRIPTOR, "AdminService", Access.ADMIN),
+    **_methods(competition_pb2.DESCRIPTOR, "CompetitionService", Access.PUBLIC),
     "/exchange.v1.AccountService/GetAccount": Access.PARTICIPANT,
 }
 """Who may call each unary method of ours. The streams are forwarded to stream_svc, which

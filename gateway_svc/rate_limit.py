@@ -16,6 +16,11 @@ class TokenBucketLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         """user -> (tokens left, time they were counted)."""
 
+    def set_rate(self, rate_per_second: float, burst: int) -> None:
+        """New limits (the exchange's rules changed); buckets keep their tokens."""
+        self.rate = rate_per_second
+        self.burst = max(burst, 1)
+
     @property
     def enabled(self) -> bool:
         return self.rate > 0

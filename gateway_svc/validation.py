@@ -145,8 +145,7 @@ def create_account_command(
 ) -> engine_pb2.CreateAccountCommand:
     """Each granted position gets its cost basis: `costBasis` when given, else the symbol's
     reference price; a symbol without one needs a costBasis, so P&L starts at 0."""
-    if not USER_ID_PATTERN.match(request.user_id):
-        raise invalid(f"userId {request.user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    check_user_id(request.user_id)
     if not math.isfinite(request.cash) or request.cash < 0:
         raise invalid(f"cash must be zero or positive, got {request.cash}")
     if request.cash > MAX_CASH:
@@ -162,6 +161,7 @@ def create_account_command(
         cash_units=cash_units,
         api_key_sha256=api_key_sha256,
         admin=request.admin,
+        role=engine_pb2.ACCOUNT_ROLE_BOT if request.role == admin_pb2.BOT else 0,
     )
     for symbol in sorted(request.positions):
         quantity = request.positions[symbol]
@@ -197,8 +197,7 @@ def _price_ticks(price: float, spec: SymbolSpec, field: str) -> int:
 
 
 def adjust_cash_command(request: admin_pb2.AdjustCashRequest) -> engine_pb2.AdjustCashCommand:
-    if not USER_ID_PATTERN.match(request.user_id):
-        raise invalid(f"userId {request.user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    check_user_id(request.user_id)
     amount = request.amount
     if not math.isfinite(amount) or amount == 0:
         raise invalid(f"amount must be a non-zero number (negative takes cash), got {amount}")
@@ -230,4 +229,98 @@ def add_symbol_command(request: admin_pb2.AddSymbolRequest) -> engine_pb2.AddSym
         tick_size=str(tick.normalize()),
         lot_size=lot_size,
         reference_price_ticks=reference_ticks,
+    )
+
+
+MAX_HEADLINE_LENGTH = 280
+MAX_NEWS_SYMBOLS = 20
+MAX_FEE_BPS = 1_000.0
+MAX_ROUND_SECONDS = 7 * 24 * 3600.0
+
+
+def check_user_id(user_id: str) -> None:
+    if not USER_ID_PATTERN.match(user_id):
+        raise invalid(f"userId {user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
+
+
+def publish_news_command(
+    request: admin_pb2.PostNewsRequest, news_id: str
+) -> engine_pb2.PublishNewsCommand:
+    headline = request.headline.strip()
+    if not headline:
+        raise invalid("headline is required")
+    if len(headline) > MAX_HEADLINE_LENGTH:
+        raise invalid(f"headline is longer than {MAX_HEADLINE_LENGTH} characters")
+    if len(request.symbols) > MAX_NEWS_SYMBOLS:
+        raise invalid(f"symbols: at most {MAX_NEWS_SYMBOLS}")
+    for symbol in request.symbols:
+        check_symbol_name(symbol, "symbols")
+    change = request.price_change
+    if not math.isfinite(change) or not -0.9 <= change <= 10:
+        raise invalid(f"priceChange must be between -0.9 and 10 (a fraction), got {change}")
+    multiplier = request.volatility_multiplier
+    if not math.isfinite(multiplier) or not 0 <= multiplier <= 100:
+        raise invalid(f"volatilityMultiplier must be between 0 and 100, got {multiplier}")
+    duration = request.duration_seconds
+    if not math.isfinite(duration) or not 0 <= duration <= MAX_ROUND_SECONDS:
+        raise invalid(f"durationSeconds must be between 0 and {MAX_ROUND_SECONDS:.0f}")
+    if (change or multiplier not in (0, 1)) and not request.symbols:
+        raise invalid("symbols: news that moves prices must name the symbols it moves")
+    return engine_pb2.PublishNewsCommand(
+        news_id=news_id,
+        headline=headline,
+        symbols=list(dict.fromkeys(request.symbols)),
+        shock=engine_pb2.NewsShock(
+            price_change=change, volatility_multiplier=multiplier, duration_seconds=duration
+        ),
+    )
+
+
+def _fee_centi_bps(value: float, field: str) -> int:
+    if not math.isfinite(value) or abs(value) > MAX_FEE_BPS:
+        raise invalid(f"{field} must be between -{MAX_FEE_BPS:g} and {MAX_FEE_BPS:g} bps")
+    centi = round(value * 100)
+    if abs(centi - value * 100) > 1e-6:
+        raise invalid(f"{field} {value} must be a multiple of 0.01 bps")
+    return centi
+
+
+def changed_settings(
+    current: engine_pb2.ExchangeSettings, request: admin_pb2.SetRulesRequest
+) -> engine_pb2.ExchangeSettings:
+    """The current settings with the rules the request names changed (others kept)."""
+    settings = engine_pb2.ExchangeSettings()
+    settings.CopyFrom(current)
+    for field in (
+        "short_limit",
+        "max_open_orders",
+        "position_limit",
+        "mark_max_spread_ticks",
+        "message_rate_per_second",
+    ):
+        if request.HasField(field):
+            value = getattr(request, field)
+            name = "".join(part.title() if i else part for i, part in enumerate(field.split("_")))
+            if value < 0:
+                raise invalid(f"{name} must not be negative, got {value}")
+            setattr(settings, field, value)
+    if request.HasField("maker_fee_bps"):
+        settings.maker_fee_centi_bps = _fee_centi_bps(request.maker_fee_bps, "makerFeeBps")
+    if request.HasField("taker_fee_bps"):
+        settings.taker_fee_centi_bps = _fee_centi_bps(request.taker_fee_bps, "takerFeeBps")
+        if settings.taker_fee_centi_bps < 0:
+            raise invalid("takerFeeBps must not be negative (a rebate is for makers)")
+    return settings
+
+
+def rules_of(settings: engine_pb2.ExchangeSettings) -> admin_pb2.Rules:
+    return admin_pb2.Rules(
+        short_limit=settings.short_limit,
+        max_open_orders=settings.max_open_orders,
+        position_limit=settings.position_limit,
+        maker_fee_bps=settings.maker_fee_centi_bps / 100,
+        taker_fee_bps=settings.taker_fee_centi_bps / 100,
+        mark_max_spread_ticks=settings.mark_max_spread_ticks,
+        message_rate_per_second=settings.message_rate_per_second,
+        rules_version=settings.rules_version,
     )

@@ -41,6 +41,7 @@ TRANSCODED_SERVICES = (
     "exchange.v1.AccountService",
     "exchange.v1.HealthService",
     "exchange.v1.AdminService",
+    "exchange.v1.CompetitionService",
 )
 """Public services with REST paths (google.api.http). StoreService is internal: not here."""
 

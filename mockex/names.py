@@ -31,6 +31,10 @@ ENGINE_STATUS_KEY = "exchange:v1:engine:status"
 the gateway refuses orders (UNAVAILABLE) instead of queueing them for an engine that cannot
 take them."""
 ENGINE_STATUS_TTL_SECONDS = 5
+SCHEDULE_KEY = "exchange:v1:schedule"
+"""GetScheduleResponse (without its timestamp): where the event stands, for GET /schedule."""
+SETTINGS_KEY = "exchange:v1:settings"
+"""ExchangeSettings as the log holds them (the gateway reads the message rate limit there)."""
 VIEWS_KEY = "exchange:v1:views"
 """Set by the engine, last, when it has written every cache (after its start, or when Redis came
 back empty). Missing: the caches may be incomplete, so readers answer UNAVAILABLE rather than

@@ -27,8 +27,9 @@ PUBLIC_SERVICES = (
     "AccountService",
     "HealthService",
     "AdminService",
+    "CompetitionService",
 )
-UNAUTHENTICATED_PATHS = ("/healthz", "/market/symbols", "/leaderboard")
+UNAUTHENTICATED_PATHS = ("/healthz", "/market/symbols", "/leaderboard", "/news", "/schedule")
 ERROR_STATUSES = {
     "400": "INVALID_ARGUMENT or FAILED_PRECONDITION",
     "401": "UNAUTHENTICATED: missing or unknown X-API-Key",

@@ -96,13 +96,19 @@ def order(
 
 
 def fill(
-    trade_id: str, price_ticks: int, quantity: int, timestamp_ns: int, tick_size: float
+    trade_id: str,
+    price_ticks: int,
+    quantity: int,
+    timestamp_ns: int,
+    tick_size: float,
+    fee_units: int = 0,
 ) -> types_pb2.Fill:
     return types_pb2.Fill(
         trade_id=trade_id,
         price=ticks_to_price(price_ticks, tick_size),
         quantity=quantity,
         timestamp=timestamp(timestamp_ns),
+        fee=units_to_cash(fee_units),
     )
 
 
@@ -149,6 +155,7 @@ def quote(
         low=ticks_to_price(quote_ticks.low_ticks, tick_size),
         timestamp=timestamp(timestamp_ns),
         sequence=sequence,
+        mark=units_to_cash(quote_ticks.mark_units),
     )
 
 
@@ -199,6 +206,7 @@ def account(
     positions: Iterable[tuple[str, int, int]],
     realized_pnl_units: int,
     starting_value_units: int,
+    fees_paid_units: int = 0,
 ) -> accounts_pb2.GetAccountResponse:
     """Cash and positions ((symbol, quantity, cost units) each); marking to market (equity,
     unrealized P&L, P&L) is the reader's, at the prices of the moment it reads."""
@@ -209,6 +217,7 @@ def account(
         available_cash=units_to_cash(cash_units - reserved_cash_units),
         realized_pnl=units_to_cash(realized_pnl_units),
         starting_value=units_to_cash(starting_value_units),
+        fees_paid=units_to_cash(fees_paid_units),
     )
     for symbol, quantity, cost_units in positions:
         average = cost_units / quantity / CASH_UNITS_PER_CURRENCY if quantity else 0.0

@@ -1,9 +1,11 @@
 """AccountService: the caller's account and the leaderboard, marked to market when read.
 
-The mark of a symbol (the documented rule, docs/matching.md): its last trade price; before its
-first trade, its reference price; without either, the position's own average price. P&L is
-equity minus the starting value, so a participant who never traded has P&L 0 while prices stand
-at the cost basis of the grants.
+The mark of each symbol is the engine's (each cached quote carries it; the rule is in
+engine_svc/scoring.py and docs/matching.md): the mid of a narrow two-sided book, else the last
+trade clamped into the book, else the reference price. A position of a symbol without a mark is
+worth its own average price. P&L is equity minus the starting value, so a participant who never
+traded has P&L 0 while prices stand at the cost basis of the grants; on the leaderboard it is
+the P&L over the whole event (every round so far).
 """
 
 from __future__ import annotations
@@ -22,29 +24,37 @@ from mockex import names, participant
 from mockex.caches import check_complete
 
 
-def marks(
-    quotes: dict[str, types_pb2.Quote], symbols: dict[str, types_pb2.SymbolInfo]
-) -> dict[str, float]:
-    """The mark price of every symbol that has one (last trade, else reference price)."""
-    result = {
-        symbol: info.reference_price for symbol, info in symbols.items() if info.reference_price
-    }
-    result.update({symbol: quote.ltp for symbol, quote in quotes.items() if quote.ltp})
-    return result
-
-
 def mark_to_market(
-    account: accounts_pb2.GetAccountResponse, mark_prices: dict[str, float]
+    account: accounts_pb2.GetAccountResponse, marks: dict[str, float]
 ) -> accounts_pb2.GetAccountResponse:
     """Fill in unrealized P&L, equity and P&L at the mark prices."""
     equity = account.cash
     for position in account.positions:
-        mark = mark_prices.get(position.symbol) or position.avg_price
+        mark = marks.get(position.symbol) or position.avg_price
         position.unrealized_pnl = round((mark - position.avg_price) * position.quantity, 4)
         equity += mark * position.quantity
     account.equity = round(equity, 4)
     account.pnl = round(equity - account.starting_value, 4)
     return account
+
+
+def event_pnl(cached: engine_pb2.CachedAccount) -> float:
+    """The P&L over the event: finished rounds, plus the open round so far (the account's own
+    P&L before the first round)."""
+    banked = participant.units_to_cash(cached.banked_units)
+    if cached.round_open or not cached.finished_round_pnl_units:
+        return round(
+            banked + cached.account.pnl - participant.units_to_cash(cached.round_base_units), 4
+        )
+    return banked
+
+
+def round_pnls(cached: engine_pb2.CachedAccount) -> list[float]:
+    finished = [participant.units_to_cash(pnl) for pnl in cached.finished_round_pnl_units]
+    if cached.round_open:
+        current = cached.account.pnl - participant.units_to_cash(cached.round_base_units)
+        finished.append(round(current, 4))
+    return finished
 
 
 class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
@@ -56,12 +66,11 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         if not ordered:
             return {}
         raw_quotes = await self.exchange.redis.mget([names.quote_key(s) for s in ordered])
-        quotes = {
-            symbol: types_pb2.Quote.FromString(raw)
+        return {
+            symbol: types_pb2.Quote.FromString(raw).mark
             for symbol, raw in zip(ordered, raw_quotes, strict=True)
             if raw
         }
-        return marks(quotes, await self.exchange.listed_symbols())
 
     async def GetAccount(self, request, context):
         caller = current_caller()
@@ -73,29 +82,30 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         return mark_to_market(account, await self._marks(p.symbol for p in account.positions))
 
     async def GetLeaderboard(self, request, context):
-        raw = await self.exchange.redis.hgetall(names.ACCOUNTS_KEY)
-        if not raw:
-            await check_complete(self.exchange.redis)
-        cached = [engine_pb2.CachedAccount.FromString(value) for value in raw.values()]
-        ranked = [entry.account for entry in cached if entry.ranked]
-        mark_prices = await self._marks(
-            position.symbol for account in ranked for position in account.positions
+        cached = await self.exchange.cached_accounts()
+        ranked = [entry for entry in cached if entry.ranked]
+        marks = await self._marks(
+            position.symbol for entry in ranked for position in entry.account.positions
         )
-        marked = sorted(
-            (mark_to_market(account, mark_prices) for account in ranked),
-            key=lambda account: (-account.pnl, account.user_id),
-        )
+        for entry in ranked:
+            mark_to_market(entry.account, marks)
+        ranked.sort(key=lambda entry: (-event_pnl(entry), entry.account.user_id))
         response = accounts_pb2.GetLeaderboardResponse(
             timestamp=participant.timestamp(time.time_ns())
         )
-        for rank, account in enumerate(marked, start=1):
+        for rank, entry in enumerate(ranked, start=1):
+            account = entry.account
             response.entries.add(
                 rank=rank,
                 user_id=account.user_id,
-                pnl=account.pnl,
+                pnl=event_pnl(entry),
                 equity=account.equity,
                 realized_pnl=account.realized_pnl,
                 unrealized_pnl=round(sum(p.unrealized_pnl for p in account.positions), 4),
+                max_drawdown=participant.units_to_cash(entry.max_drawdown_units),
+                sharpe=entry.sharpe,
+                round_pnl=round_pnls(entry),
+                fees_paid=account.fees_paid,
             )
         return response
 

@@ -6,17 +6,38 @@ Each is one engine command; the engine's events say whether it was carried out, 
 
 from __future__ import annotations
 
+import re
+import time
+
+import grpc
+
 from exchange.internal.v1 import engine_pb2
-from exchange.v1 import admin_pb2, admin_pb2_grpc
+from exchange.v1 import admin_pb2, admin_pb2_grpc, competition_pb2, types_pb2
 from gateway_svc.exchange import Exchange, new_order_id, refusal, refusal_error
+from gateway_svc.servicer.accounts import event_pnl, mark_to_market
 from gateway_svc.validation import (
+    RequestError,
     add_symbol_command,
     adjust_cash_command,
+    changed_settings,
     check_symbol_name,
+    check_user_id,
     create_account_command,
+    invalid,
+    publish_news_command,
+    rules_of,
 )
 from mockex import names, participant
-from mockex.auth import hash_api_key, new_api_key
+from mockex.auth import ADMIN_USER_ID, hash_api_key, new_api_key
+
+ROLES = {engine_pb2.ACCOUNT_ROLE_BOT: admin_pb2.BOT}
+SCENARIO_STATES = {
+    competition_pb2.LOADED: engine_pb2.SCENARIO_STATE_LOADED,
+    competition_pb2.RUNNING: engine_pb2.SCENARIO_STATE_RUNNING,
+    competition_pb2.PAUSED: engine_pb2.SCENARIO_STATE_PAUSED,
+    competition_pb2.FINISHED: engine_pb2.SCENARIO_STATE_STOPPED,
+}
+SCENARIO_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -93,3 +114,121 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             lot_size=add.lot_size,
             reference_price=participant.ticks_to_price(add.reference_price_ticks, tick_size),
         )
+
+    async def ListUsers(self, request, context):
+        cached = await self.exchange.cached_accounts()
+        marks = {}
+        symbols = {p.symbol for entry in cached for p in entry.account.positions}
+        if symbols:
+            ordered = sorted(symbols)
+            raw = await self.exchange.redis.mget([names.quote_key(s) for s in ordered])
+            marks = {
+                symbol: types_pb2.Quote.FromString(quote).mark
+                for symbol, quote in zip(ordered, raw, strict=True)
+                if quote
+            }
+        users = []
+        for entry in sorted(cached, key=lambda entry: entry.account.user_id):
+            account = mark_to_market(entry.account, marks)
+            users.append(
+                admin_pb2.UserSummary(
+                    user_id=account.user_id,
+                    role=ROLES.get(entry.role, admin_pb2.PARTICIPANT),
+                    admin=not entry.ranked and entry.role != engine_pb2.ACCOUNT_ROLE_BOT,
+                    disabled=entry.disabled,
+                    cash=account.cash,
+                    equity=account.equity,
+                    pnl=event_pnl(entry),
+                )
+            )
+        return admin_pb2.ListUsersResponse(users=users)
+
+    async def RotateKey(self, request, context):
+        self._check_target(request.user_id)
+        api_key = new_api_key()
+        await self._run(
+            set_api_key=engine_pb2.SetApiKeyCommand(
+                user_id=request.user_id, api_key_sha256=hash_api_key(api_key)
+            )
+        )
+        return admin_pb2.RotateKeyResponse(user_id=request.user_id, api_key=api_key)
+
+    async def RevokeKey(self, request, context):
+        self._check_target(request.user_id)
+        await self._run(set_api_key=engine_pb2.SetApiKeyCommand(user_id=request.user_id))
+        return admin_pb2.RevokeKeyResponse()
+
+    async def DisableUser(self, request, context):
+        self._check_target(request.user_id)
+        batch = await self._run(disable_user=engine_pb2.DisableUserCommand(user_id=request.user_id))
+        cancelled = sum(1 for e in batch.events if e.WhichOneof("event") == "order_cancelled")
+        return admin_pb2.DisableUserResponse(user_id=request.user_id, cancelled_orders=cancelled)
+
+    async def EnableUser(self, request, context):
+        self._check_target(request.user_id)
+        await self._run(enable_user=engine_pb2.EnableUserCommand(user_id=request.user_id))
+        return admin_pb2.EnableUserResponse()
+
+    async def PostNews(self, request, context):
+        news_id = f"news-{new_order_id()}"
+        news = publish_news_command(request, news_id)
+        for symbol in news.symbols:
+            await self.exchange.require_listed(symbol)
+        await self._run(publish_news=news)
+        return admin_pb2.PostNewsResponse(news_id=news_id)
+
+    async def GetRules(self, request, context):
+        return admin_pb2.GetRulesResponse(rules=rules_of(await self.exchange.settings()))
+
+    async def SetRules(self, request, context):
+        settings = changed_settings(await self.exchange.settings(), request)
+        configure = engine_pb2.ConfigureExchangeCommand()
+        configure.settings.CopyFrom(settings)
+        await self._run(configure_exchange=configure)
+        return admin_pb2.SetRulesResponse(rules=rules_of(settings))
+
+    async def StartRound(self, request, context):
+        if request.round < 1:
+            raise invalid(f"round must be 1 or more, got {request.round}")
+        duration = request.duration_seconds
+        if not 0 < duration <= 7 * 24 * 3600:
+            raise invalid(f"durationSeconds must be positive (at most a week), got {duration}")
+        ends_at = time.time_ns() + int(duration * 1e9)
+        await self._run(
+            start_round=engine_pb2.StartRoundCommand(
+                round=request.round, ends_at_ns=ends_at, reset_accounts=request.reset_accounts
+            )
+        )
+        return admin_pb2.StartRoundResponse()
+
+    async def EndRound(self, request, context):
+        await self._run(end_round=engine_pb2.EndRoundCommand(round=request.round))
+        return admin_pb2.EndRoundResponse()
+
+    async def SetScenario(self, request, context):
+        state = SCENARIO_STATES.get(request.state)
+        if state is None:
+            raise invalid("state must be LOADED, RUNNING, PAUSED or FINISHED")
+        if state == engine_pb2.SCENARIO_STATE_LOADED and not SCENARIO_NAME.match(request.name):
+            raise invalid(
+                f"name {request.name!r} must be a scenario's name: letters, digits, '-' or '_'"
+            )
+        await self._run(
+            set_scenario=engine_pb2.SetScenarioCommand(
+                state=state,
+                name=request.name,
+                seed=request.seed,
+                digest=request.digest,
+                rounds=request.rounds,
+            )
+        )
+        return admin_pb2.SetScenarioResponse()
+
+    @staticmethod
+    def _check_target(user_id: str) -> None:
+        check_user_id(user_id)
+        if user_id == ADMIN_USER_ID:
+            raise RequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "userId admin is the key from MOCKEX_ADMIN_KEY: change it in the environment",
+            )

@@ -12,6 +12,7 @@ from gateway_svc.exchange import (
     new_order_id,
     order_from_batch,
     refusal,
+    refusal_error,
 )
 from gateway_svc.interceptors import current_caller
 from gateway_svc.validation import RequestError, check_list_filter, place_order_command
@@ -81,6 +82,32 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             timeout=self.exchange.config.store_timeout_seconds,
         )
         return orders_pb2.ListOrdersResponse(orders=answer.orders)
+
+    async def CancelAllOrders(self, request, context):
+        exchange = self.exchange
+        caller = current_caller()
+        if request.symbol:
+            await exchange.require_listed(request.symbol)
+        batch = await exchange.run(
+            engine_pb2.EngineCommand(
+                command_id=f"cancel-all-{new_order_id()}",
+                cancel_all=engine_pb2.CancelAllCommand(
+                    user_id=caller.user_id, symbol=request.symbol
+                ),
+            )
+        )
+        refused = refusal(batch)
+        if refused is not None:
+            raise refusal_error(refused)
+        cancelled = []
+        for event in batch.events:
+            if event.WhichOneof("event") == "order_cancelled":
+                state = event.order_cancelled.order
+                spec = await exchange.symbol_spec(state.symbol)
+                previous = await exchange.find_order(state.order_id)
+                fills = list(previous.fills) if previous is not None else []
+                cancelled.append(participant.order(state, float(spec.tick_size), fills))
+        return orders_pb2.CancelAllOrdersResponse(orders=cancelled)
 
 
 def _finished(order: types_pb2.Order) -> RequestError:

@@ -182,7 +182,7 @@ def test_place_order_answers_the_processed_order_with_every_field(rest: Edge) ->
     assert taker["status"] == "FILLED"
     assert taker["avgFillPrice"] == 101.25
     [fill] = taker["fills"]
-    assert set(fill) == {"tradeId", "price", "quantity", "timestamp"}
+    assert set(fill) == {"tradeId", "price", "quantity", "timestamp", "fee"}
     assert (fill["price"], fill["quantity"]) == (101.25, 4)
     assert is_number(fill["quantity"]) and RFC3339.match(fill["timestamp"])
 
@@ -274,6 +274,7 @@ def test_quote_has_every_field_even_when_zero(rest: Edge) -> None:
         "low",
         "timestamp",
         "sequence",
+        "mark",
     }
     assert all(
         is_number(value) for name, value in quote.items() if name not in ("symbol", "timestamp")
@@ -352,6 +353,7 @@ def test_account_and_leaderboard(rest: Edge) -> None:
         "equity",
         "pnl",
         "startingValue",
+        "feesPaid",
     }
     assert (account["cash"], account["reservedCash"], account["availableCash"]) == (
         5_000,
@@ -369,7 +371,18 @@ def test_account_and_leaderboard(rest: Edge) -> None:
     ranks = [entry["rank"] for entry in board["entries"]]
     assert ranks == list(range(1, len(ranks) + 1))
     mine = next(entry for entry in board["entries"] if entry["userId"] == account["userId"])
-    assert set(mine) == {"rank", "userId", "pnl", "equity", "realizedPnl", "unrealizedPnl"}
+    assert set(mine) == {
+        "rank",
+        "userId",
+        "pnl",
+        "equity",
+        "realizedPnl",
+        "unrealizedPnl",
+        "maxDrawdown",
+        "sharpe",
+        "roundPnl",
+        "feesPaid",
+    }
     assert mine["pnl"] == 0
     assert "admin" not in {entry["userId"] for entry in board["entries"]}
 

@@ -28,9 +28,23 @@ SPEC_ROUTES = {
     ("post", "/admin/market/halt"),
     ("post", "/admin/market/resume"),
     ("post", "/admin/symbols"),
+    ("get", "/news"),
+    ("get", "/schedule"),
 }
-EXTRA_ROUTES = {
-    ("post", "/admin/cash"),  # beyond SPEC.md: an admin cash adjustment (docs/edge.md)
+EXTRA_ROUTES = {  # beyond SPEC.md (docs/edge.md): organizer tools, cancel-all
+    ("post", "/admin/cash"),
+    ("get", "/admin/users"),
+    ("post", "/admin/keys/rotate"),
+    ("post", "/admin/keys/revoke"),
+    ("post", "/admin/users/disable"),
+    ("post", "/admin/users/enable"),
+    ("post", "/admin/news"),
+    ("get", "/admin/rules"),
+    ("post", "/admin/rules"),
+    ("post", "/admin/rounds/start"),
+    ("post", "/admin/rounds/end"),
+    ("post", "/orders/cancel-all"),
+    ("post", "/admin/scenario"),
 }
 
 
