@@ -92,6 +92,7 @@ fills = Table(
     Column("timestamp_ns", BigInteger, nullable=False),
     # The symbol sequence orders fills that share a timestamp (one order sweeping levels).
     Column("sequence", BigInteger, nullable=False),
+    Column("fee_units", BigInteger, nullable=False, server_default="0"),
 )
 
 trades = Table(
@@ -118,6 +119,18 @@ snapshots = Table(
     Column("timestamp_ns", BigInteger, nullable=False),
     # The serialized EngineSnapshot.
     Column("payload", LargeBinary, nullable=False),
+)
+
+news = Table(
+    "news",
+    metadata,
+    Column("news_id", Text, primary_key=True),
+    Column("headline", Text, nullable=False),
+    # Comma-separated symbols ("" for market-wide news).
+    Column("symbols", Text, nullable=False),
+    Column("timestamp_ns", BigInteger, nullable=False),
+    Column("exchange_sequence", BigInteger, nullable=False),
+    Index("ix_news_timestamp", "timestamp_ns"),
 )
 
 log_positions = Table(
@@ -203,6 +216,7 @@ async def write_rows(engine: AsyncEngine, rows: Rows) -> None:
             (fills, rows.fills),
             (trades, rows.trades),
             (snapshots, rows.snapshots),
+            (news, rows.news),
         ):
             if table_rows:
                 await conn.execute(_insert(conn, table).on_conflict_do_nothing(), table_rows)

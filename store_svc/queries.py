@@ -8,10 +8,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from exchange.v1 import types_pb2
+from exchange.v1 import competition_pb2, types_pb2
 from mockex import participant
 from mockex.participant import NANOS_PER_SECOND, ticks_to_price, timestamp
-from store_svc.db import fills, orders, symbols, trades
+from store_svc.db import fills, news, orders, symbols, trades
 from store_svc.records import order_state
 
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
@@ -60,7 +60,12 @@ async def _public_orders(conn: AsyncConnection, order_rows: Sequence) -> list[ty
         tick = _tick(tick_sizes.get(row.symbol, DEFAULT_TICK_SIZE))
         order_fills = [
             participant.fill(
-                fill.trade_id, fill.price_ticks, fill.quantity, fill.timestamp_ns, tick
+                fill.trade_id,
+                fill.price_ticks,
+                fill.quantity,
+                fill.timestamp_ns,
+                tick,
+                fill.fee_units,
             )
             for fill in fills_by_order[row.order_id]
         ]
@@ -174,3 +179,22 @@ def build_candles(
         candle.close = price
         candle.volume += quantity
     return candles
+
+
+async def latest_news(engine: AsyncEngine, limit: int) -> list[competition_pb2.NewsItem]:
+    """Newest first (the exchange sequence orders news of one timestamp)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(news)
+            .order_by(news.c.timestamp_ns.desc(), news.c.exchange_sequence.desc())
+            .limit(limit)
+        )
+        return [
+            competition_pb2.NewsItem(
+                news_id=row.news_id,
+                headline=row.headline,
+                symbols=[symbol for symbol in row.symbols.split(",") if symbol],
+                timestamp=timestamp(row.timestamp_ns),
+            )
+            for row in rows
+        ]

@@ -79,6 +79,19 @@ def fill_row(event: engine_pb2.EngineEvent) -> Row:
         "quantity": filled.quantity,
         "timestamp_ns": event.timestamp_ns,
         "sequence": event.sequence,
+        "fee_units": filled.fee_units,
+    }
+
+
+def news_row(event: engine_pb2.EngineEvent) -> Row:
+    """Headline and symbols only: the shock is the simulator's, never a participant's."""
+    news = event.news_published
+    return {
+        "news_id": news.news_id,
+        "headline": news.headline,
+        "symbols": ",".join(news.symbols),
+        "timestamp_ns": event.timestamp_ns,
+        "exchange_sequence": event.exchange_sequence,
     }
 
 
@@ -136,6 +149,7 @@ class Rows:
     fills: list[Row] = field(default_factory=list)
     trades: list[Row] = field(default_factory=list)
     snapshots: list[Row] = field(default_factory=list)
+    news: list[Row] = field(default_factory=list)
     log_positions: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> next offset to read, written in the same transaction as the rows."""
 
@@ -149,6 +163,7 @@ class Rows:
                 self.fills,
                 self.trades,
                 self.snapshots,
+                self.news,
             )
         )
 
@@ -167,6 +182,15 @@ class Rows:
                 self.symbols[event.symbol] = symbol_row(event)
             elif kind == "account_created":
                 self.users[event.account_created.user_id] = user_row(event)
+            elif kind == "api_key_changed":
+                changed = event.api_key_changed
+                self.users[changed.user_id] = {
+                    "user_id": changed.user_id,
+                    "admin": changed.admin,
+                    "api_key_sha256": changed.api_key_sha256,
+                }
+            elif kind == "news_published":
+                self.news.append(news_row(event))
 
     def add_snapshot(self, snapshot: engine_pb2.EngineSnapshot, payload: bytes) -> None:
         self.snapshots.append(snapshot_row(snapshot, payload))

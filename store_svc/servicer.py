@@ -19,6 +19,7 @@ USER_ORDERS_LIMIT = (500, 5000)
 """(default, most) orders per ListUserOrders answer; a larger limit is capped."""
 TRADES_LIMIT = (100, 1000)
 CANDLES_LIMIT = (100, 1000)
+NEWS_LIMIT = (50, 500)
 ORDER_STATUS_FILTERS = ("", "open", "closed")
 DATABASE_AWAY = "order history is unavailable right now (its database); retry shortly"
 
@@ -104,6 +105,16 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         except DB_UNAVAILABLE as exc:
             await self._abort_database_away(exc, context)
         return store_pb2.GetSymbolCandlesResponse(candles=found)
+
+    async def ListNews(
+        self, request: store_pb2.ListNewsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.ListNewsResponse:
+        await self._wait_fresh(context)
+        try:
+            found = await queries.latest_news(self._engine, _limit(request.limit, NEWS_LIMIT))
+        except DB_UNAVAILABLE as exc:
+            await self._abort_database_away(exc, context)
+        return store_pb2.ListNewsResponse(news=found)
 
     async def _wait_fresh(self, context: grpc.aio.ServicerContext) -> None:
         """After the checks of the request (a bad one needs no wait), before the query."""

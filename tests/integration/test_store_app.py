@@ -485,6 +485,7 @@ EXPECTED_ROW_COUNTS = {
     "fills": 2,
     "trades": 1,
     "snapshots": 1,
+    "news": 0,
 }
 
 
@@ -684,7 +685,7 @@ async def test_store_answers_exactly_what_the_engine_logged(
     assert dump["symbols"] == [("ACME", "0.01", 1)]
     assert dump["users"] == [("alice", False, ALICE_KEY_SHA), ("bob", True, BOB_KEY_SHA)]
     assert dump["trades"] == [("t1", "ACME", 10125, 4, "BUY", "o2", "o1", "bob", "alice", T2, 5)]
-    assert dump["fills"] == [("o1", "t1", 10125, 4, T2, 6), ("o2", "t1", 10125, 4, T2, 7)]
+    assert dump["fills"] == [("o1", "t1", 10125, 4, T2, 6, 0), ("o2", "t1", 10125, 4, T2, 7, 0)]
     assert [(row[0], row[10], row[16]) for row in dump["orders"]] == [
         ("o1", "CANCELLED", 0),
         ("o2", "FILLED", 3),

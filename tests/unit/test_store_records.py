@@ -322,6 +322,7 @@ def test_crossing_order_gives_one_trade_two_fills_and_the_last_state_of_each_ord
             "quantity": 4,
             "timestamp_ns": now,
             "sequence": 6,
+            "fee_units": 0,
         },
         {
             "order_id": "o2",
@@ -330,6 +331,7 @@ def test_crossing_order_gives_one_trade_two_fills_and_the_last_state_of_each_ord
             "quantity": 4,
             "timestamp_ns": now,
             "sequence": 6,
+            "fee_units": 0,
         },
     ]
     assert {order_id: row["status"] for order_id, row in rows.orders.items()} == {
