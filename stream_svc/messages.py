@@ -8,6 +8,7 @@ gaps.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from exchange.internal.v1 import engine_pb2
@@ -179,6 +180,26 @@ def _announcement(event: engine_pb2.EngineEvent) -> tuple[int, str, str]:
         cap = settings.max_open_orders
         orders = f"at most {cap} open orders per participant" if cap else "no open-order cap"
         return streams_pb2.SETTINGS_CHANGED, "", f"Rules: {short}, {orders}"
+    if kind == "news_published":
+        # The headline and the symbols: the shock is the simulator's, never announced.
+        news = event.news_published
+        return streams_pb2.NEWS, ",".join(news.symbols), news.headline
+    if kind == "scenario_changed":
+        changed = event.scenario_changed
+        state = engine_pb2.ScenarioState.Name(changed.state).removeprefix("SCENARIO_STATE_")
+        text = f"Scenario {changed.name}: {state.lower()}"
+        return streams_pb2.SCENARIO_CHANGED, "", text
+    if kind == "round_started":
+        started = event.round_started
+        seconds = max(0, round((started.ends_at_ns - event.timestamp_ns) / 1e9))
+        ends = datetime.fromtimestamp(started.ends_at_ns / 1e9, UTC).strftime("%H:%M:%S UTC")
+        of = f" of {started.rounds}" if started.rounds else ""
+        text = f"Round {started.round}{of} started; it ends at {ends} (in {seconds} s)"
+        return streams_pb2.ROUND_STARTED, "", text
+    if kind == "round_ended":
+        return streams_pb2.ROUND_ENDED, "", f"Round {event.round_ended.round} ended"
+    if kind == "scores_sampled":
+        return streams_pb2.LEADERBOARD_CHANGED, "", "The leaderboard was updated"
     raise ValueError(f"engine event {kind} has an exchange sequence but no announcement")
 
 

@@ -49,6 +49,7 @@ QUOTE_FIELDS = {
     "low",
     "timestamp",
     "sequence",
+    "mark",
 }
 ORDER_FIELDS = {
     "orderId",

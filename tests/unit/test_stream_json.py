@@ -58,6 +58,7 @@ def test_every_field_is_present_even_when_zero() -> None:
         "low": 0.0,
         "timestamp": "2023-11-14T22:13:20.123456789Z",
         "sequence": 0,
+        "mark": 0.0,
     }
 
 
