@@ -90,6 +90,15 @@ def grants_from_proto(grants: Iterable[engine_pb2.PositionGrant]) -> tuple[ev.Gr
     return tuple(ev.Grant(grant.symbol, grant.quantity, grant.price_ticks) for grant in grants)
 
 
+def grants_to_proto(grants: Iterable[ev.Grant]) -> list[engine_pb2.PositionGrant]:
+    return [
+        engine_pb2.PositionGrant(
+            symbol=grant.symbol, quantity=grant.quantity, price_ticks=grant.price
+        )
+        for grant in grants
+    ]
+
+
 def event_to_proto(event: ev.Event) -> engine_pb2.EngineEvent:
     message = engine_pb2.EngineEvent(
         symbol=event.symbol, sequence=event.sequence, timestamp_ns=event.timestamp
@@ -300,6 +309,10 @@ def _scenario_changed(event: ev.ScenarioChanged, message: engine_pb2.EngineEvent
     changed.digest = event.digest
     changed.rounds = event.rounds
     changed.elapsed_ns = event.elapsed
+    changed.participant_cash_units = event.participant_cash
+    changed.participant_grants.extend(grants_to_proto(event.participant_grants))
+    changed.round_ends_at_ns = event.round_ends_at
+    changed.next_round_starts_at_ns = event.next_round_starts_at
 
 
 def _round_started(event: ev.RoundStarted, message: engine_pb2.EngineEvent) -> None:
@@ -313,6 +326,7 @@ def _round_started(event: ev.RoundStarted, message: engine_pb2.EngineEvent) -> N
 def _round_ended(event: ev.RoundEnded, message: engine_pb2.EngineEvent) -> None:
     message.exchange_sequence = event.exchange_sequence
     message.round_ended.round = event.round
+    message.round_ended.next_round_starts_at_ns = event.next_round_starts_at
 
 
 def _account_reset(event: ev.AccountReset, message: engine_pb2.EngineEvent) -> None:
@@ -396,6 +410,11 @@ def snapshot_engine(engine: MatchingEngine) -> engine_pb2.EngineSnapshot:
             round_open=competition.round_open,
             elapsed_ns=competition.elapsed,
             running_since_ns=competition.running_since,
+            paused_at_ns=competition.paused_at,
+            next_round_starts_at_ns=competition.next_round_starts_at,
+            participant_cash_units=competition.participant_cash,
+            participant_grants=grants_to_proto(competition.participant_grants),
+            news_ids=sorted(competition.news_ids),
         )
     )
     for user_id, score in engine.scores.items():
@@ -491,6 +510,11 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
     competition.round_open = saved.round_open
     competition.elapsed = saved.elapsed_ns
     competition.running_since = saved.running_since_ns
+    competition.paused_at = saved.paused_at_ns
+    competition.next_round_starts_at = saved.next_round_starts_at_ns
+    competition.participant_cash = saved.participant_cash_units
+    competition.participant_grants = grants_from_proto(saved.participant_grants)
+    competition.news_ids = set(saved.news_ids)
     for symbol_snapshot in snapshot.symbols:
         state = SymbolState(
             symbol_snapshot.symbol,

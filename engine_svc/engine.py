@@ -162,7 +162,9 @@ def _grant_positions(account: Account) -> None:
 
 SCENARIO_LOADED = 1
 SCENARIO_RUNNING = 2
-"""ScenarioState values (proto): LOADED restarts the scenario's clock, RUNNING runs it."""
+SCENARIO_PAUSED = 3
+"""ScenarioState values (proto): LOADED restarts the scenario's clock, RUNNING runs it, PAUSED
+stops it until RUNNING again."""
 
 
 class Competition:
@@ -179,6 +181,11 @@ class Competition:
         "round_open",
         "elapsed",
         "running_since",
+        "paused_at",
+        "next_round_starts_at",
+        "participant_cash",
+        "participant_grants",
+        "news_ids",
     )
 
     def __init__(self) -> None:
@@ -194,6 +201,14 @@ class Competition:
         """Log time the scenario ran (RUNNING) before `running_since`."""
         self.running_since = 0
         """Log time it started RUNNING now; 0 when it is not running."""
+        self.paused_at = 0
+        """Log time it was PAUSED (0: not paused): resuming moves the round's times on."""
+        self.next_round_starts_at = 0
+        self.participant_cash = 0
+        """What an account created with the scenario's terms starts with."""
+        self.participant_grants: tuple[Grant, ...] = ()
+        self.news_ids: set[str] = set()
+        """Every news id published: a repeated one is refused, so publishing is idempotent."""
 
 
 class MatchingEngine:
@@ -405,6 +420,11 @@ class MatchingEngine:
             return [_refused(Refusal.UNKNOWN_SYMBOL, message, now)]
         if not headline:
             return [_refused(Refusal.INVALID_ARGUMENT, "headline must not be empty", now)]
+        if not news_id:
+            return [_refused(Refusal.INVALID_ARGUMENT, "newsId must not be empty", now)]
+        if news_id in self.competition.news_ids:
+            return [_refused(Refusal.DUPLICATE_NEWS_ID, f"newsId {news_id} was published", now)]
+        self.competition.news_ids.add(news_id)
         return [
             NewsPublished(
                 "", 0, now, self._next_exchange_sequence(), news_id, headline, symbols, shock
@@ -412,27 +432,59 @@ class MatchingEngine:
         ]
 
     def set_scenario(
-        self, state: int, name: str, seed: int, digest: str, rounds: int, now: int
+        self,
+        state: int,
+        now: int,
+        name: str = "",
+        seed: int = 0,
+        digest: str = "",
+        rounds: int = 0,
+        participant_cash: int = 0,
+        participant_grants: tuple[Grant, ...] = (),
     ) -> list[Event]:
         """The simulator's scenario changed state. Its clock is the log time it has been
-        RUNNING since it was LOADED, carried in every ScenarioChanged."""
+        RUNNING since it was LOADED, carried in every ScenarioChanged.
+
+        LOADED starts a new event: it names the scenario (the other fields are kept from it
+        on), ends a round still open, numbers rounds from 1 again and starts the scores'
+        history afresh. A pause stops the clock; running again moves the round's end (or
+        the next round's start) on by the pause's length."""
         competition = self.competition
+        events: list[Event] = []
         if state == SCENARIO_LOADED:
-            competition.elapsed = competition.running_since = 0
+            if not name:
+                return [_refused(Refusal.INVALID_ARGUMENT, "a loaded scenario needs a name", now)]
+            if competition.round_open:
+                events.extend(self.end_round(competition.round, now))
+            competition.elapsed = competition.running_since = competition.paused_at = 0
+            competition.scenario_name, competition.seed = name, seed
+            competition.digest, competition.rounds = digest, rounds
+            competition.participant_cash = participant_cash
+            competition.participant_grants = participant_grants
+            competition.round = competition.round_ends_at = 0
+            competition.next_round_starts_at = 0
+            for score in self.scores.values():
+                score.banked = score.round_base = 0
+                score.round_pnls = []
+                score.restart()
+        elif not competition.scenario_name:
+            return [_refused(Refusal.FAILED_PRECONDITION, "no scenario is loaded", now)]
         elif state == SCENARIO_RUNNING:
+            if competition.paused_at:
+                pause = now - competition.paused_at
+                if competition.round_open and competition.round_ends_at:
+                    competition.round_ends_at += pause
+                if competition.next_round_starts_at:
+                    competition.next_round_starts_at += pause
+                competition.paused_at = 0
             competition.running_since = competition.running_since or now
-        elif competition.running_since:
-            competition.elapsed += now - competition.running_since
-            competition.running_since = 0
+        else:
+            if competition.running_since:
+                competition.elapsed += now - competition.running_since
+                competition.running_since = 0
+            competition.paused_at = now if state == SCENARIO_PAUSED else 0
         competition.scenario_state = state
-        competition.scenario_name = name or competition.scenario_name
-        competition.seed = seed or competition.seed
-        competition.digest = digest or competition.digest
-        competition.rounds = rounds or competition.rounds
-        elapsed = competition.elapsed + (
-            now - competition.running_since if competition.running_since else 0
-        )
-        return [
+        events.append(
             ScenarioChanged(
                 "",
                 0,
@@ -443,17 +495,36 @@ class MatchingEngine:
                 competition.seed,
                 competition.digest,
                 competition.rounds,
-                elapsed,
+                self.scenario_clock(now),
+                competition.participant_cash,
+                competition.participant_grants,
+                competition.round_ends_at if competition.round_open else 0,
+                competition.next_round_starts_at,
             )
-        ]
+        )
+        return events
+
+    def scenario_clock(self, now: int) -> int:
+        """Nanoseconds of log time the scenario has been RUNNING since it was LOADED."""
+        competition = self.competition
+        running = now - competition.running_since if competition.running_since else 0
+        return competition.elapsed + running
 
     def start_round(self, round_number: int, ends_at: int, reset: bool, now: int) -> list[Event]:
         """A new round (a round still open ends first). With `reset`, participants start again
         from their starting cash and positions (their orders cancelled). P&L between rounds is
         no round's and not the event's."""
         competition = self.competition
+        restart = reset and competition.round_open and round_number == competition.round
+        if round_number <= competition.round and not restart:
+            message = (
+                f"round {round_number} has started already (the round now is "
+                f"{competition.round}); to start it again with every participant reset, "
+                "send resetAccounts"
+            )
+            return [_refused(Refusal.FAILED_PRECONDITION, message, now)]
         events: list[Event] = []
-        if competition.round_open:
+        if competition.round_open and not restart:
             events.extend(self.end_round(competition.round, now))
         marks = self.marks()
         if reset:
@@ -469,6 +540,7 @@ class MatchingEngine:
         competition.round = round_number
         competition.round_ends_at = ends_at
         competition.round_open = True
+        competition.next_round_starts_at = 0
         events.append(
             RoundStarted(
                 "",
@@ -482,12 +554,12 @@ class MatchingEngine:
         )
         return events
 
-    def end_round(self, round_number: int, now: int) -> list[Event]:
+    def end_round(self, round_number: int, now: int, next_starts_at: int = 0) -> list[Event]:
         """The round's P&L is recorded, with a last sample of the scores."""
         competition = self.competition
         if not competition.round_open or round_number != competition.round:
             message = f"round {round_number} is not the round in progress"
-            return [_refused(Refusal.INVALID_ARGUMENT, message, now)]
+            return [_refused(Refusal.FAILED_PRECONDITION, message, now)]
         marks = self.marks()
         for user_id, score in self.scores.items():
             account = self.accounts[user_id]
@@ -495,8 +567,11 @@ class MatchingEngine:
             score.round_pnls.append(round_pnl)
             score.banked += round_pnl
         competition.round_open = False
+        competition.next_round_starts_at = next_starts_at
         events = [self._scores_event(now, marks)]
-        events.append(RoundEnded("", 0, now, self._next_exchange_sequence(), round_number))
+        events.append(
+            RoundEnded("", 0, now, self._next_exchange_sequence(), round_number, next_starts_at)
+        )
         return events
 
     def _reset_account(self, account: Account, now: int) -> list[Event]:

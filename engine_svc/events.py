@@ -288,6 +288,13 @@ class ScenarioChanged(NamedTuple):
     rounds: int
     elapsed: int
     """The scenario's clock at this change (ns of log time RUNNING since LOADED)."""
+    participant_cash: int
+    """What a participant created under this scenario starts with (cash units, grants)."""
+    participant_grants: tuple[Grant, ...]
+    round_ends_at: int
+    """When the round in progress ends (0: none); a pause moves it by the pause's length."""
+    next_round_starts_at: int
+    """When the next round starts, during a break (0: none)."""
 
 
 class RoundStarted(NamedTuple):
@@ -306,6 +313,8 @@ class RoundEnded(NamedTuple):
     timestamp: int
     exchange_sequence: int
     round: int
+    next_round_starts_at: int
+    """Log time the next round is scheduled to start (0: no next round, or not known)."""
 
 
 class AccountReset(NamedTuple):

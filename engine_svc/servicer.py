@@ -83,11 +83,15 @@ class CommandHandler:
             legacy = tuple(
                 Grant(symbol, create.positions[symbol], 0) for symbol in sorted(create.positions)
             )
+            cash, grants = create.cash_units, grants_from_proto(create.grants) + legacy
+            if create.scenario_terms:
+                competition = engine.competition
+                cash, grants = competition.participant_cash, competition.participant_grants
             return engine.create_account(
                 create.user_id,
-                create.cash_units,
+                cash,
                 now,
-                grants_from_proto(create.grants) + legacy,
+                grants,
                 create.admin,
                 create.api_key_sha256,
                 create.role,
@@ -117,13 +121,21 @@ class CommandHandler:
         if kind == "set_scenario":
             scenario = command.set_scenario
             return engine.set_scenario(
-                scenario.state, scenario.name, scenario.seed, scenario.digest, scenario.rounds, now
+                scenario.state,
+                now,
+                scenario.name,
+                scenario.seed,
+                scenario.digest,
+                scenario.rounds,
+                scenario.participant_cash_units,
+                grants_from_proto(scenario.participant_grants),
             )
         if kind == "start_round":
             start = command.start_round
             return engine.start_round(start.round, start.ends_at_ns, start.reset_accounts, now)
         if kind == "end_round":
-            return engine.end_round(command.end_round.round, now)
+            end = command.end_round
+            return engine.end_round(end.round, now, end.next_round_starts_at_ns)
         raise ValueError(f"EngineCommand without a command: {command!r}")
 
     def batch(self, command: engine_pb2.EngineCommand) -> engine_pb2.EngineBatch:

@@ -259,7 +259,7 @@ SCHEDULE_STATES = {
 }
 
 
-def schedule_view(engine: MatchingEngine) -> competition_pb2.GetScheduleResponse:
+def schedule_view(engine: MatchingEngine) -> engine_pb2.CachedSchedule:
     competition = engine.competition
     view = competition_pb2.GetScheduleResponse(
         state=SCHEDULE_STATES.get(competition.scenario_state, competition_pb2.NOT_STARTED),
@@ -270,7 +270,13 @@ def schedule_view(engine: MatchingEngine) -> competition_pb2.GetScheduleResponse
     )
     if competition.round_open and competition.round_ends_at:
         view.round_ends_at.CopyFrom(participant.timestamp(competition.round_ends_at))
-    return view
+    if not competition.round_open and competition.next_round_starts_at:
+        view.next_round_starts_at.CopyFrom(participant.timestamp(competition.next_round_starts_at))
+    return engine_pb2.CachedSchedule(
+        schedule=view,
+        elapsed_ns=competition.elapsed,
+        running_since_ns=competition.running_since,
+    )
 
 
 def book_view(state: SymbolState, updated_ns: int, depth: int = 0) -> types_pb2.OrderBook:

@@ -10,7 +10,7 @@ import grpc
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from exchange.internal.v1 import store_pb2_grpc
+from exchange.internal.v1 import simulator_pb2_grpc, store_pb2_grpc
 from gateway_svc import servicer
 from gateway_svc.config import GatewayConfig
 from gateway_svc.engine_client import EngineClient
@@ -41,8 +41,13 @@ class GatewayApp:
         )
         self.store_channel = grpc.aio.insecure_channel(config.store_address)
         self.stream_channel = grpc.aio.insecure_channel(config.stream_address)
+        self.simulator_channel = grpc.aio.insecure_channel(config.simulator_address)
         self.exchange = Exchange(
-            config, self.redis, self.engine, store_pb2_grpc.StoreServiceStub(self.store_channel)
+            config,
+            self.redis,
+            self.engine,
+            store_pb2_grpc.StoreServiceStub(self.store_channel),
+            simulator_pb2_grpc.SimulatorServiceStub(self.simulator_channel),
         )
         self.grpc: GrpcServer | None = None
         self._readiness: asyncio.Task | None = None
@@ -98,4 +103,5 @@ class GatewayApp:
         await self.engine.stop()
         await self.store_channel.close()
         await self.stream_channel.close()
+        await self.simulator_channel.close()
         await self.redis.aclose()

@@ -16,6 +16,8 @@ class GatewayConfig:
     grpc_address: str
     store_address: str
     stream_address: str
+    simulator_address: str
+    """data_svc, which loads scenarios for the admin API."""
     commands_stream: str
     admin_key: str
     gateway_id: str
@@ -37,6 +39,7 @@ class GatewayConfig:
             grpc_address=env_str("MOCKEX_GATEWAY_GRPC_ADDRESS", f"0.0.0.0:{port('gateway')}"),
             store_address=env_str("MOCKEX_STORE_ADDRESS", local_address("store")),
             stream_address=env_str("MOCKEX_STREAM_ADDRESS", local_address("stream")),
+            simulator_address=env_str("MOCKEX_DATA_ADDRESS", local_address("data")),
             commands_stream=env_str("MOCKEX_COMMANDS_STREAM", names.COMMANDS_STREAM),
             admin_key=os.environ.get("MOCKEX_ADMIN_KEY", ""),
             gateway_id=env_str("MOCKEX_GATEWAY_ID", f"gw-{secrets.token_hex(4)}"),

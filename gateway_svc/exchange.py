@@ -9,7 +9,7 @@ import time
 import grpc
 from redis.asyncio import Redis
 
-from exchange.internal.v1 import engine_pb2, store_pb2, store_pb2_grpc
+from exchange.internal.v1 import engine_pb2, simulator_pb2_grpc, store_pb2, store_pb2_grpc
 from exchange.v1 import types_pb2
 from gateway_svc.config import GatewayConfig
 from gateway_svc.engine_client import EngineClient, EngineTimeout
@@ -24,6 +24,8 @@ REFUSAL_CODES = {
     engine_pb2.REFUSAL_REASON_UNKNOWN_SYMBOL: grpc.StatusCode.NOT_FOUND,
     engine_pb2.REFUSAL_REASON_UNKNOWN_ACCOUNT: grpc.StatusCode.NOT_FOUND,
     engine_pb2.REFUSAL_REASON_INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    engine_pb2.REFUSAL_REASON_DUPLICATE_NEWS_ID: grpc.StatusCode.ALREADY_EXISTS,
+    engine_pb2.REFUSAL_REASON_FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -85,11 +87,13 @@ class Exchange:
         redis: Redis,
         engine: EngineClient,
         store: store_pb2_grpc.StoreServiceStub,
+        simulator: simulator_pb2_grpc.SimulatorServiceStub,
     ) -> None:
         self.config = config
         self.redis = redis
         self.engine = engine
         self.store = store
+        self.simulator = simulator
         self._symbols: dict[str, SymbolSpec] = {}
 
     async def symbol_spec(self, symbol: str) -> SymbolSpec | None:

@@ -236,6 +236,7 @@ MAX_HEADLINE_LENGTH = 280
 MAX_NEWS_SYMBOLS = 20
 MAX_FEE_BPS = 1_000.0
 MAX_ROUND_SECONDS = 7 * 24 * 3600.0
+NEWS_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def check_user_id(user_id: str) -> None:
@@ -246,6 +247,8 @@ def check_user_id(user_id: str) -> None:
 def publish_news_command(
     request: admin_pb2.PostNewsRequest, news_id: str
 ) -> engine_pb2.PublishNewsCommand:
+    if not NEWS_ID.match(news_id):
+        raise invalid(f"newsId {news_id!r} must be 1 to 64 letters, digits, '-', '_' or '.'")
     headline = request.headline.strip()
     if not headline:
         raise invalid("headline is required")

@@ -45,6 +45,7 @@ PORTS: dict[str, PortKnob] = {
     "stream": PortKnob("MOCKEX_STREAM_PORT", 50053),
     "store": PortKnob("MOCKEX_STORE_PORT", 50054),
     "stream_ws": PortKnob("MOCKEX_STREAM_WS_PORT", 50055),
+    "data": PortKnob("MOCKEX_DATA_PORT", 50056),
     "edge_admin": PortKnob("MOCKEX_EDGE_ADMIN_PORT", 9901),
 }
 """Every port of the exchange, one environment variable each (keys: mockex.stack.StackPorts'

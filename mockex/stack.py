@@ -41,6 +41,8 @@ class StackPorts:
     """Envoy's admin interface (stats, /ready), loopback only."""
     stream_ws: int = PORTS["stream_ws"].default
     """stream_svc's WebSocket server, behind the edge's /ws/ paths."""
+    data: int = PORTS["data"].default
+    """data_svc, the simulator (its gRPC: scenario loading for the admin API)."""
 
     @classmethod
     def free(cls) -> StackPorts:
@@ -96,6 +98,9 @@ class ExchangeStack:
             "MOCKEX_STREAM_ADDRESS": f"127.0.0.1:{ports.stream}",
             "MOCKEX_STORE_ADDRESS": f"127.0.0.1:{ports.store}",
             "MOCKEX_STREAM_WS_ADDRESS": f"127.0.0.1:{ports.stream_ws}",
+            "MOCKEX_DATA_GRPC_ADDRESS": f"127.0.0.1:{ports.data}",
+            "MOCKEX_DATA_ADDRESS": f"127.0.0.1:{ports.data}",
+            "MOCKEX_GATEWAY_ADDRESS": f"127.0.0.1:{ports.gateway}",
             **self.extra_env,
         }
 

@@ -6,16 +6,18 @@ Each is one engine command; the engine's events say whether it was carried out, 
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
 import grpc
 
-from exchange.internal.v1 import engine_pb2
+from exchange.internal.v1 import engine_pb2, simulator_pb2
 from exchange.v1 import admin_pb2, admin_pb2_grpc, competition_pb2, types_pb2
 from gateway_svc.exchange import Exchange, new_order_id, refusal, refusal_error
 from gateway_svc.servicer.accounts import event_pnl, mark_to_market
 from gateway_svc.validation import (
+    MAX_ROUND_SECONDS,
     RequestError,
     add_symbol_command,
     adjust_cash_command,
@@ -38,6 +40,8 @@ SCENARIO_STATES = {
     competition_pb2.FINISHED: engine_pb2.SCENARIO_STATE_STOPPED,
 }
 SCENARIO_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LOAD_TIMEOUT_SECONDS = 60.0
+"""Loading lists the symbols and opens every bot's account: a few hundred engine commands."""
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -63,6 +67,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             if spec is not None:
                 listed[symbol] = spec
         create = create_account_command(request, hash_api_key(api_key), listed)
+        if not request.HasField("cash") and not request.positions:
+            create.scenario_terms = True
         await self._run(create_account=create)
         return admin_pb2.CreateUserResponse(user_id=create.user_id, api_key=api_key)
 
@@ -170,7 +176,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.EnableUserResponse()
 
     async def PostNews(self, request, context):
-        news_id = f"news-{new_order_id()}"
+        news_id = request.news_id or f"news-{new_order_id()}"
         news = publish_news_command(request, news_id)
         for symbol in news.symbols:
             await self.exchange.require_listed(symbol)
@@ -202,7 +208,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.StartRoundResponse()
 
     async def EndRound(self, request, context):
-        await self._run(end_round=engine_pb2.EndRoundCommand(round=request.round))
+        following = request.next_round_in_seconds
+        if not math.isfinite(following) or not 0 <= following <= MAX_ROUND_SECONDS:
+            raise invalid(
+                f"nextRoundInSeconds must be 0 (none) to {MAX_ROUND_SECONDS:.0f}, got {following}"
+            )
+        next_starts_at = time.time_ns() + int(following * 1e9) if following else 0
+        await self._run(
+            end_round=engine_pb2.EndRoundCommand(
+                round=request.round, next_round_starts_at_ns=next_starts_at
+            )
+        )
         return admin_pb2.EndRoundResponse()
 
     async def SetScenario(self, request, context):
@@ -213,16 +229,72 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise invalid(
                 f"name {request.name!r} must be a scenario's name: letters, digits, '-' or '_'"
             )
-        await self._run(
-            set_scenario=engine_pb2.SetScenarioCommand(
-                state=state,
-                name=request.name,
-                seed=request.seed,
-                digest=request.digest,
-                rounds=request.rounds,
+        command = engine_pb2.SetScenarioCommand(
+            state=state,
+            name=request.name,
+            seed=request.seed,
+            digest=request.digest,
+            rounds=request.rounds,
+        )
+        if state == engine_pb2.SCENARIO_STATE_LOADED:
+            terms = admin_pb2.CreateUserRequest(
+                user_id="scenario",
+                cash=request.participant_cash,
+                positions=request.participant_positions,
+            )
+            listed = {}
+            for symbol in request.participant_positions:
+                spec = await self.exchange.symbol_spec(symbol)
+                if spec is not None:
+                    listed[symbol] = spec
+            try:
+                account = create_account_command(terms, "", listed)
+            except RequestError as error:
+                raise invalid(f"participant terms: {error.message}") from None
+            command.participant_cash_units = account.cash_units
+            command.participant_grants.extend(account.grants)
+        await self._run(set_scenario=command)
+        return admin_pb2.SetScenarioResponse()
+
+    async def LoadScenario(self, request, context):
+        if not SCENARIO_NAME.match(request.name):
+            raise invalid(
+                f"name {request.name!r} must be a scenario's name: letters, digits, '-' or '_' "
+                "(GET /admin/scenarios lists them)"
+            )
+        answer = await self._simulator(
+            self.exchange.simulator.LoadScenario(
+                simulator_pb2.LoadScenarioRequest(
+                    name=request.name, seed=request.seed, paused=request.paused
+                ),
+                timeout=LOAD_TIMEOUT_SECONDS,
             )
         )
-        return admin_pb2.SetScenarioResponse()
+        return answer.loaded
+
+    async def ListScenarios(self, request, context):
+        answer = await self._simulator(
+            self.exchange.simulator.ListScenarios(
+                simulator_pb2.ListScenariosRequest(),
+                timeout=self.exchange.config.store_timeout_seconds,
+            )
+        )
+        return admin_pb2.ListScenariosResponse(scenarios=answer.scenarios)
+
+    @staticmethod
+    async def _simulator(call):
+        """The simulator's answer; its own errors (a scenario file's mistake) as they are, and
+        UNAVAILABLE in the organizer's words when it is not running."""
+        try:
+            return await call
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise RequestError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the simulator (data_svc) does not answer; it loads scenarios: "
+                    f"{error.details()}",
+                ) from None
+            raise RequestError(error.code(), error.details() or "simulator error") from None
 
     @staticmethod
     def _check_target(user_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from exchange.internal.v1 import store_pb2
+from exchange.internal.v1 import engine_pb2, store_pb2
 from exchange.v1 import competition_pb2, competition_pb2_grpc
 from gateway_svc.exchange import Exchange
 from gateway_svc.validation import invalid
@@ -32,8 +32,12 @@ class CompetitionServicer(competition_pb2_grpc.CompetitionServiceServicer):
         raw = await self.exchange.redis.get(names.SCHEDULE_KEY)
         if raw is None:
             await check_complete(self.exchange.redis)
-        schedule = competition_pb2.GetScheduleResponse.FromString(raw or b"")
+        cached = engine_pb2.CachedSchedule.FromString(raw or b"")
+        schedule = cached.schedule
         if not schedule.state:
             schedule.state = competition_pb2.NOT_STARTED
-        schedule.timestamp.CopyFrom(participant.timestamp(time.time_ns()))
+        now = time.time_ns()
+        running = now - cached.running_since_ns if cached.running_since_ns else 0
+        schedule.scenario_seconds = (cached.elapsed_ns + max(0, running)) / 1e9
+        schedule.timestamp.CopyFrom(participant.timestamp(now))
         return schedule

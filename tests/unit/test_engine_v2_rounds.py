@@ -16,6 +16,8 @@ from engine_svc.events import (
     AccountReset,
     CommandRefused,
     Grant,
+    NewsPublished,
+    NewsShock,
     OrderCancelled,
     RoundEnded,
     RoundStarted,
@@ -92,9 +94,11 @@ def test_set_scenario_records_it_and_is_announced_exchange_wide():
     engine = new_engine()
     before = engine.exchange_sequence
 
-    events = engine.set_scenario(LOADED, "crash", 42, "abc123", 3, now=5)
+    events = engine.set_scenario(LOADED, 5, "crash", 42, "abc123", 3)
 
-    assert events == [ScenarioChanged("", 0, 5, before + 1, LOADED, "crash", 42, "abc123", 3, 0)]
+    assert events == [
+        ScenarioChanged("", 0, 5, before + 1, LOADED, "crash", 42, "abc123", 3, 0, 0, (), 0, 0)
+    ]
     competition = engine.competition
     assert (competition.scenario_state, competition.scenario_name, competition.seed) == (
         LOADED,
@@ -106,31 +110,31 @@ def test_set_scenario_records_it_and_is_announced_exchange_wide():
 
 def test_the_scenario_clock_counts_only_the_log_time_it_runs():
     engine = new_engine()
-    engine.set_scenario(LOADED, "crash", 42, "abc123", 3, now=10)
+    engine.set_scenario(LOADED, 10, "crash", 42, "abc123", 3)
 
     elapsed = [
-        engine.set_scenario(state, "", 0, "", 0, now=now)[0].elapsed
+        engine.set_scenario(state, now)[0].elapsed
         for state, now in ((RUNNING, 100), (PAUSED, 250), (RUNNING, 400), (STOPPED, 450))
     ]
 
     assert elapsed == [0, 150, 150, 200]
-    assert engine.competition.scenario_name == "crash"  # empty fields keep what was set
+    assert engine.competition.scenario_name == "crash"  # only LOADED names the scenario
 
 
 def test_loading_a_scenario_restarts_its_clock():
     engine = new_engine()
-    engine.set_scenario(LOADED, "a", 1, "d1", 1, now=0)
-    engine.set_scenario(RUNNING, "", 0, "", 0, now=10)
-    engine.set_scenario(PAUSED, "", 0, "", 0, now=70)
+    engine.set_scenario(LOADED, 0, "a", 1, "d1", 1)
+    engine.set_scenario(RUNNING, 10)
+    engine.set_scenario(PAUSED, 70)
 
-    events = engine.set_scenario(LOADED, "b", 2, "d2", 2, now=100)
+    events = engine.set_scenario(LOADED, 100, "b", 2, "d2", 2)
 
     assert (events[0].name, events[0].elapsed) == ("b", 0)
 
 
 def test_a_round_start_is_announced_with_the_scenarios_round_count():
     engine = new_engine()
-    engine.set_scenario(LOADED, "crash", 42, "abc123", 3, now=5)
+    engine.set_scenario(LOADED, 5, "crash", 42, "abc123", 3)
     before = engine.exchange_sequence
 
     events = engine.start_round(1, ENDS, False, now=6)
@@ -305,7 +309,7 @@ def test_end_round_of_another_round_than_the_one_in_progress_is_refused():
     events = engine.end_round(2, now=2)
 
     assert [type(e) for e in events] == [CommandRefused]
-    assert events[0].reason == Refusal.INVALID_ARGUMENT
+    assert events[0].reason == Refusal.FAILED_PRECONDITION
     assert engine.competition.round_open and engine.exchange_sequence == sequence
     assert engine.scores["alice"].round_pnls == []
 
@@ -315,14 +319,14 @@ def test_end_round_when_no_round_is_in_progress_is_refused():
     engine.start_round(1, ENDS, False, now=1)
     engine.end_round(1, now=2)
 
-    assert [e.reason for e in engine.end_round(1, now=3)] == [Refusal.INVALID_ARGUMENT]
+    assert [e.reason for e in engine.end_round(1, now=3)] == [Refusal.FAILED_PRECONDITION]
     assert engine.scores["alice"].round_pnls == [0]
 
 
 def test_end_round_before_any_round_is_refused():
     engine = new_engine()
 
-    assert [e.reason for e in engine.end_round(0, now=1)] == [Refusal.INVALID_ARGUMENT]
+    assert [e.reason for e in engine.end_round(0, now=1)] == [Refusal.FAILED_PRECONDITION]
 
 
 def test_the_end_of_round_scores_leave_bots_and_admins_out():
@@ -375,3 +379,128 @@ def test_pnl_before_the_first_round_is_no_drawdown_of_the_event():
 
     assert (alice.pnl, alice.round_pnls) == (0, (0,))
     assert alice.max_drawdown == 0
+
+
+# ---- idempotent scenario operations (what the simulator repeats after a restart) -------------
+
+
+def running_round(engine, round_number=1, ends=ENDS, now=2):
+    engine.set_scenario(LOADED, 1, "demo", 7, "d", 2)
+    engine.set_scenario(RUNNING, now)
+    return engine.start_round(round_number, ends, False, now=now)
+
+
+def test_starting_a_round_already_started_is_refused_and_changes_nothing():
+    engine = new_engine()
+    running_round(engine)
+    before = engine.exchange_sequence
+
+    events = engine.start_round(1, ENDS, False, now=3)
+
+    assert [e.reason for e in events] == [Refusal.FAILED_PRECONDITION]
+    assert "round 1 has started already" in events[0].message
+    assert (engine.competition.round, engine.competition.round_open) == (1, True)
+    assert engine.exchange_sequence == before
+    assert [e.reason for e in engine.start_round(0, ENDS, False, now=4)] == [
+        Refusal.FAILED_PRECONDITION
+    ]
+
+
+def test_starting_the_round_in_progress_again_with_reset_restarts_it_without_banking():
+    engine = new_engine()
+    running_round(engine)
+    buy(engine, "alice", 100, 5, now=3)
+    mark_to(engine, 120, now=4)  # alice's 15 ACME gain 300,000 in round 1 so far
+
+    events = engine.start_round(1, ENDS, True, now=5)
+
+    assert not [e for e in events if isinstance(e, RoundEnded)]
+    assert [e.user_id for e in events if isinstance(e, AccountReset)] == ["alice", "bob"]
+    assert holdings(engine, "alice")[0] == ALICE_CASH
+    alice = scores_of(engine.end_round(1, now=MINUTE))["alice"]
+    # Back at the start; the round's base is taken after the reset (the grant marked at 120),
+    # and nothing of the first try was banked.
+    assert (alice.pnl, alice.round_pnls) == (0, (0,))
+
+
+def test_a_pause_moves_the_round_end_on_by_its_length():
+    engine = new_engine()
+    running_round(engine, ends=ENDS, now=2)
+
+    engine.set_scenario(PAUSED, 10 * MINUTE)
+    events = engine.set_scenario(RUNNING, 13 * MINUTE)
+
+    assert engine.competition.round_ends_at == ENDS + 3 * MINUTE
+    assert events[0].round_ends_at == ENDS + 3 * MINUTE
+    assert events[0].elapsed == 10 * MINUTE - 2
+
+
+def test_a_pause_between_rounds_moves_the_next_rounds_start():
+    engine = new_engine()
+    running_round(engine)
+    ended = engine.end_round(1, now=MINUTE, next_starts_at=2 * MINUTE)
+    assert ended[-1] == RoundEnded("", 0, MINUTE, engine.exchange_sequence, 1, 2 * MINUTE)
+
+    engine.set_scenario(PAUSED, MINUTE + 10)
+    events = engine.set_scenario(RUNNING, MINUTE + 40)
+
+    assert events[0].next_round_starts_at == 2 * MINUTE + 30
+    assert engine.competition.next_round_starts_at == 2 * MINUTE + 30
+    engine.start_round(2, ENDS, False, now=2 * MINUTE + 30)
+    assert engine.competition.next_round_starts_at == 0
+
+
+def test_a_news_id_is_published_once():
+    engine = new_engine()
+    shock = NewsShock(0.01, 1.0, 0.0)
+    assert isinstance(
+        engine.publish_news("n1", "ACME up", ("ACME",), shock, now=1)[0], NewsPublished
+    )
+
+    again = engine.publish_news("n1", "ACME up", ("ACME",), shock, now=2)
+
+    assert [e.reason for e in again] == [Refusal.DUPLICATE_NEWS_ID]
+    assert [e.reason for e in engine.publish_news("", "x", (), shock, now=3)] == [
+        Refusal.INVALID_ARGUMENT
+    ]
+
+
+def test_only_a_loaded_scenario_can_run_pause_or_stop():
+    engine = new_engine()
+    for state in (RUNNING, PAUSED, STOPPED):
+        assert [e.reason for e in engine.set_scenario(state, 1)] == [Refusal.FAILED_PRECONDITION]
+    assert [e.reason for e in engine.set_scenario(LOADED, 1)] == [Refusal.INVALID_ARGUMENT]
+
+
+def test_loading_a_scenario_starts_a_new_event():
+    engine = new_engine()
+    running_round(engine)
+    mark_to(engine, 110, now=3)
+    engine.sample_scores(0)
+    engine.sample_scores(MINUTE)
+
+    events = engine.set_scenario(LOADED, 2 * MINUTE, "next", 0, "d2", 1, 250_000)
+
+    assert [type(e) for e in events] == [ScoresSampled, RoundEnded, ScenarioChanged]
+    changed = events[-1]
+    assert (changed.name, changed.seed, changed.participant_cash) == ("next", 0, 250_000)
+    competition = engine.competition
+    assert (competition.round, competition.round_open, competition.seed) == (0, False, 0)
+    assert all(
+        not s.round_pnls and not s.banked and not s.max_drawdown for s in engine.scores.values()
+    )
+    assert engine.start_round(1, ENDS, False, now=2 * MINUTE + 1)[-1].round == 1
+
+
+def test_the_scenarios_terms_are_what_a_participant_starts_with():
+    engine = new_engine()
+    grants = (Grant("ACME", 20, 0),)
+    events = engine.set_scenario(LOADED, 1, "demo", 7, "d", 1, 400_000, grants)
+    assert events[0].participant_grants == grants
+    competition = engine.competition
+
+    engine.create_account("team-1", competition.participant_cash, 2, competition.participant_grants)
+
+    team = engine.accounts["team-1"]
+    assert (team.cash, team.positions["ACME"].quantity) == (400_000, 20)
+    assert team.starting_value == 400_000 + 20 * 100 * 100

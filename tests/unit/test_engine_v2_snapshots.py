@@ -194,8 +194,19 @@ def opening(d: Driver) -> list[engine_pb2.EngineCommand]:
         d.command(
             2,
             set_scenario=engine_pb2.SetScenarioCommand(
-                state=2, name="demo", seed=7, digest="d1g", rounds=3
+                state=1,
+                name="demo",
+                seed=7,
+                digest="d1g",
+                rounds=3,
+                participant_cash_units=300_000,
+                participant_grants=grants[:1],
             ),
+        ),
+        d.command(2, set_scenario=engine_pb2.SetScenarioCommand(state=2)),
+        d.command(
+            2,
+            create_account=engine_pb2.CreateAccountCommand(user_id="dave", scenario_terms=True),
         ),
         d.command(3, start_round=engine_pb2.StartRoundCommand(round=1, ends_at_ns=20 * MINUTE)),
         d.order(4, "bot-1", "ACME", SELL, 101, 15, tif=GTC),
@@ -237,7 +248,16 @@ def later(d: Driver) -> list[engine_pb2.EngineCommand]:
         d.command(5 * MINUTE + 1, enable_user=engine_pb2.EnableUserCommand(user_id="carol")),
         d.order(5 * MINUTE + 2, "carol", "ACME", SELL, 99, 5, tif=IOC),
         d.order(5 * MINUTE + 3, "alice", "ACME", BUY, 98, 12, client="c1"),  # duplicate
-        d.command(6 * MINUTE, end_round=engine_pb2.EndRoundCommand(round=1)),
+        d.command(
+            6 * MINUTE,
+            end_round=engine_pb2.EndRoundCommand(round=1, next_round_starts_at_ns=7 * MINUTE),
+        ),
+        d.command(6 * MINUTE + 1, set_scenario=engine_pb2.SetScenarioCommand(state=3)),
+        d.command(6 * MINUTE + 2, set_scenario=engine_pb2.SetScenarioCommand(state=2)),
+        d.command(
+            6 * MINUTE + 3,
+            publish_news=engine_pb2.PublishNewsCommand(news_id="n1", headline="again"),
+        ),
         d.command(
             7 * MINUTE,
             start_round=engine_pb2.StartRoundCommand(

@@ -45,6 +45,8 @@ EXTRA_ROUTES = {  # beyond SPEC.md (docs/edge.md): organizer tools, cancel-all
     ("post", "/admin/rounds/end"),
     ("post", "/orders/cancel-all"),
     ("post", "/admin/scenario"),
+    ("post", "/admin/scenario/load"),
+    ("get", "/admin/scenarios"),
 }
 
 
