@@ -415,6 +415,7 @@ def snapshot_engine(engine: MatchingEngine) -> engine_pb2.EngineSnapshot:
             participant_cash_units=competition.participant_cash,
             participant_grants=grants_to_proto(competition.participant_grants),
             news_ids=sorted(competition.news_ids),
+            paused_symbols=competition.paused_symbols,
         )
     )
     for user_id, score in engine.scores.items():
@@ -515,6 +516,7 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
     competition.participant_cash = saved.participant_cash_units
     competition.participant_grants = grants_from_proto(saved.participant_grants)
     competition.news_ids = set(saved.news_ids)
+    competition.paused_symbols = tuple(saved.paused_symbols)
     for symbol_snapshot in snapshot.symbols:
         state = SymbolState(
             symbol_snapshot.symbol,

@@ -186,6 +186,7 @@ class Competition:
         "participant_cash",
         "participant_grants",
         "news_ids",
+        "paused_symbols",
     )
 
     def __init__(self) -> None:
@@ -209,6 +210,9 @@ class Competition:
         self.participant_grants: tuple[Grant, ...] = ()
         self.news_ids: set[str] = set()
         """Every news id published: a repeated one is refused, so publishing is idempotent."""
+        self.paused_symbols: tuple[str, ...] = ()
+        """The symbols the pause halted, which running again (or stopping) resumes; a symbol
+        halted before the pause stays halted."""
 
 
 class MatchingEngine:
@@ -447,8 +451,9 @@ class MatchingEngine:
 
         LOADED starts a new event: it names the scenario (the other fields are kept from it
         on), ends a round still open, numbers rounds from 1 again and starts the scores'
-        history afresh. A pause stops the clock; running again moves the round's end (or
-        the next round's start) on by the pause's length."""
+        history afresh. A pause stops the clock and halts trading in every symbol; running
+        again (or stopping) resumes them and moves the round's end (or the next round's
+        start) on by the pause's length."""
         competition = self.competition
         events: list[Event] = []
         if state == SCENARIO_LOADED:
@@ -502,6 +507,16 @@ class MatchingEngine:
                 competition.next_round_starts_at,
             )
         )
+        if state == SCENARIO_PAUSED:
+            if not competition.paused_symbols:
+                halting = [symbol for symbol, st in self.symbols.items() if not st.halted]
+                for symbol in halting:
+                    events.extend(self.halt(now, symbol))
+                competition.paused_symbols = tuple(halting)
+        else:
+            for symbol in competition.paused_symbols:
+                events.extend(self.resume(now, symbol))
+            competition.paused_symbols = ()
         return events
 
     def scenario_clock(self, now: int) -> int:

@@ -23,6 +23,8 @@ from engine_svc.events import (
     RoundStarted,
     ScenarioChanged,
     ScoresSampled,
+    TradingHalted,
+    TradingResumed,
 )
 from engine_svc.orders import OrderType, Reason, Refusal, Side, TimeInForce
 from engine_svc.rules import ExchangeSettings
@@ -504,3 +506,22 @@ def test_the_scenarios_terms_are_what_a_participant_starts_with():
     team = engine.accounts["team-1"]
     assert (team.cash, team.positions["ACME"].quantity) == (400_000, 20)
     assert team.starting_value == 400_000 + 20 * 100 * 100
+
+
+def test_a_pause_halts_every_symbol_and_running_again_resumes_only_those():
+    engine = new_engine()
+    running_round(engine)
+    engine.halt(3, "BETA")  # the organizer's own halt, before the pause
+
+    paused = engine.set_scenario(PAUSED, 4)
+
+    assert [e.symbol for e in paused if isinstance(e, TradingHalted)] == ["ACME"]
+    assert engine.symbols["ACME"].halted and engine.competition.paused_symbols == ("ACME",)
+    assert place(engine, "bob", BUY, 100, 1, now=5)[0].reason == Reason.SYMBOL_HALTED
+    assert engine.set_scenario(PAUSED, 6)[-1].state == PAUSED  # again: nothing more halted
+
+    resumed = engine.set_scenario(RUNNING, 7)
+
+    assert [e.symbol for e in resumed if isinstance(e, TradingResumed)] == ["ACME"]
+    assert not engine.symbols["ACME"].halted and engine.symbols["BETA"].halted
+    assert engine.competition.paused_symbols == ()
