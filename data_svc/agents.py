@@ -17,13 +17,38 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from data_svc.draws import generator
-from engine_svc.orders import MAX_ORDER_QUANTITY, OrderType, Side, TimeInForce
+from exchange.v1 import types_pb2
 
 if TYPE_CHECKING:
     from data_svc.scenario import Scenario
+
+
+class Side(IntEnum):
+    """The order enums with the public API's numbers (exchange.v1 Side, OrderType,
+    TimeInForce), so intents go to the gateway as they are."""
+
+    BUY = types_pb2.BUY
+    SELL = types_pb2.SELL
+
+
+class OrderType(IntEnum):
+    LIMIT = types_pb2.LIMIT
+    MARKET = types_pb2.MARKET
+
+
+class TimeInForce(IntEnum):
+    GFD = types_pb2.GFD
+    IOC = types_pb2.IOC
+    FOK = types_pb2.FOK
+    GTC = types_pb2.GTC
+
+
+MAX_ORDER_QUANTITY = 1_000_000
+"""The largest order quantity the gateway takes."""
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET

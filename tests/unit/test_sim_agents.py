@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from data_svc.agents import (
     AGENT_KINDS,
     AGENT_PARAMS,
+    MAX_ORDER_QUANTITY,
     Agent,
     AgentView,
     CancelOrder,
@@ -19,14 +20,16 @@ from data_svc.agents import (
     MarketMaker,
     MarketMakerParams,
     OpenOrder,
+    OrderType,
     PlaceOrder,
+    Side,
     SymbolView,
+    TimeInForce,
     arrivals,
     build_bots,
     order_problems,
 )
 from data_svc.scenario import load_scenario, scenario_path
-from engine_svc.orders import MAX_ORDER_QUANTITY, OrderType, Side, TimeInForce
 
 BUY, SELL = Side.BUY, Side.SELL
 

@@ -1,4 +1,4 @@
-"""The simulated market (data_svc/simulation.py on the pure engine): the stylized facts of a
+"""The simulated market (tests/simulated_market.py on the pure engine): the stylized facts of a
 living market, measured on tapes of the default scenario, and replayability.
 
 Five seeds of two simulated hours each. Each seed is checked on its own where one seed's data
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from data_svc.scenario import Scenario, load_scenario, scenario_path, shipped_scenarios
-from data_svc.simulation import MINUTE_NS, Sample, Simulation, Tape, simulate
+from tests.simulated_market import MINUTE_NS, Sample, Simulation, Tape, simulate
 
 SEEDS = (1, 2, 3, 4, 5)
 TWO_HOURS = 7200
@@ -216,7 +216,7 @@ def test_the_tape_does_not_depend_on_the_process(tmp_path: Path) -> None:
     code = (
         "import hashlib, sys\n"
         "from data_svc.scenario import load_scenario, scenario_path\n"
-        "from data_svc.simulation import simulate\n"
+        "from tests.simulated_market import simulate\n"
         "tape = simulate(load_scenario(scenario_path('default')), 7, 600).to_bytes()\n"
         "sys.stdout.write(hashlib.sha256(tape).hexdigest())\n"
     )

@@ -1,6 +1,7 @@
 """A scenario run in-process: the bots trade on the pure MatchingEngine under a simulated clock.
 
-The same pieces the simulator service uses (fair values, bots, arrivals, views built from the
+A test harness (it joins the simulator's domain to the engine's, which only the tests may do):
+the same pieces the simulator service uses (fair values, bots, arrivals, views built from the
 exchange's state and events), driven without I/O: every bot acts at its Poisson arrival times,
 its intents become `place_order` / `cancel_order` commands, and the result is a tape of every
 trade plus per-minute book samples. The tape serializes canonically, so one (scenario, seed)
@@ -38,7 +39,7 @@ from engine_svc.events import (
     OrderRejected,
     TradeExecuted,
 )
-from engine_svc.orders import Side
+from engine_svc.orders import OrderType, Side, TimeInForce
 from engine_svc.rules import RULES_VERSION, ExchangeSettings
 
 NS_PER_SECOND = 1_000_000_000
@@ -311,9 +312,9 @@ class Simulation:
             order_id,
             user_id,
             intent.symbol,
-            intent.side,
-            intent.type,
-            intent.time_in_force,
+            Side(intent.side),
+            OrderType(intent.type),
+            TimeInForce(intent.time_in_force),
             intent.price,
             intent.quantity,
             self.now,
