@@ -97,9 +97,14 @@ class PriceProcess:
 
 @dataclass(frozen=True, slots=True)
 class Basket:
-    """An ETF: its fair value is `shares` of each component per unit."""
+    """An ETF: its fair value is `shares` of each component per unit, and participants create
+    and redeem units for those shares at the exchange (POST /orders/convert), paying
+    `conversion_fee` (currency, flat per request) each time. AddSymbolRequest takes both as
+    `basket` and `conversion_fee`."""
 
-    shares: tuple[tuple[str, float], ...]
+    shares: tuple[tuple[str, int], ...]
+    """Whole shares of each component per unit, in the file's order."""
+    conversion_fee: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +156,69 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduledRound:
+    """A round of the event placed in scenario time (numbered from 1 over repeats)."""
+
+    number: int
+    name: str
+    opens_at: float
+    closes_at: float
+    reset: bool
+    """Participants start it afresh (reset_between_rounds, from the second round on)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     rounds: tuple[Round, ...]
     reset_between_rounds: bool = False
     """Participants start each round afresh with their starting cash and positions."""
+    repeat: bool = False
+    """After the last round (and its break) the rounds start over, for ever."""
+
+    @property
+    def cycle_seconds(self) -> float:
+        """One pass over the rounds, breaks included."""
+        return sum(round_.length_seconds + round_.break_seconds for round_ in self.rounds)
+
+    def round_at(self, time_seconds: float) -> ScheduledRound | None:
+        """The round open at this time of the scenario (None in a break, or after the end of
+        a schedule that does not repeat)."""
+        cycle, within = self._cycle_of(time_seconds)
+        if cycle is None:
+            return None
+        session = self.session_at(within)
+        if session is None:
+            return None
+        return self._scheduled(cycle, session)
+
+    def next_round_after(self, time_seconds: float) -> ScheduledRound | None:
+        """The first round opening after this time, if any."""
+        cycle, within = self._cycle_of(time_seconds)
+        if cycle is None:
+            return None
+        for session in self.sessions():
+            if session.opens_at > within:
+                return self._scheduled(cycle, session)
+        if self.repeat:
+            return self._scheduled(cycle + 1, self.sessions()[0])
+        return None
+
+    def _cycle_of(self, time_seconds: float) -> tuple[int | None, float]:
+        if not self.repeat:
+            return (0, time_seconds) if time_seconds < self.end_seconds else (None, 0.0)
+        cycle = int(time_seconds // self.cycle_seconds)
+        return cycle, time_seconds - cycle * self.cycle_seconds
+
+    def _scheduled(self, cycle: int, session: Session) -> ScheduledRound:
+        number = cycle * len(self.rounds) + session.index + 1
+        start = cycle * self.cycle_seconds
+        return ScheduledRound(
+            number,
+            session.name,
+            start + session.opens_at,
+            start + session.closes_at,
+            self.reset_between_rounds and number > 1,
+        )
 
     def sessions(self) -> tuple[Session, ...]:
         sessions = []
@@ -362,6 +426,8 @@ class _Reader:
         self.symbols: tuple[str, ...] = ()
         self.linked: frozenset[str] = frozenset()
         """Symbols whose fair value comes from a basket or a pair."""
+        self.lot_sizes: dict[str, int] = {}
+        """The lot size of each instrument read so far (an ETF's components come before it)."""
         self.digest = hashlib.sha256()
 
     # ---- errors and scalars ---------------------------------------------------------------
@@ -564,10 +630,16 @@ class _Reader:
                 message = f"{path}.start_price is derived from its {links[0]}; leave it out"
                 self.fail(fields.entries["start_price"], message)
             if links[0] == "basket":
-                basket = fields.get("basket", lambda n, p: self.basket(n, p, symbol))
+                fee = fields.get("conversion_fee", self.conversion_fee, 0.0)
+                basket = fields.get("basket", lambda n, p: self.basket(n, p, symbol, lot_size))
+                basket = dataclasses.replace(basket, conversion_fee=fee)
             else:
                 pair = fields.get("pair", lambda n, p: self.pair(self.fields(n, p), symbol))
+        if basket is None and fields.has("conversion_fee"):
+            message = f"{path}.conversion_fee applies only to an instrument with a basket (an ETF)"
+            self.fail(fields.key_nodes["conversion_fee"], message)
         fields.finish("an instrument")
+        self.lot_sizes[symbol] = lot_size
         if process is not None:
             ticks = start_price / float(tick_size)
             if round(ticks) < 1:
@@ -672,14 +744,35 @@ class _Reader:
             raise ScenarioError(f"{file}: a bars file needs at least one bar")
         return tuple(bars)
 
-    def basket(self, node: yaml.Node, path: str, symbol: str) -> Basket:
+    def basket(self, node: yaml.Node, path: str, symbol: str, lot_size: int) -> Basket:
+        """Whole shares, as the exchange converts them: listed after its components, and each
+        component's shares per lot of the ETF a whole number of that component's lots."""
         shares = []
         for component, value_node, at in self.symbol_mapping(node, path):
-            self.check_underlying(value_node, f"{path}.{component}", component, symbol)
-            shares.append((component, self.number(value_node, at, above=0)))
+            self.check_underlying(value_node, at, component, symbol)
+            if component not in self.lot_sizes:
+                message = f"{at}: list {component} before {symbol} (an ETF after its components)"
+                self.fail(value_node, message)
+            what = "a whole number of shares, 1 or more (ETF units convert to whole shares)"
+            count = self.integer(value_node, at, minimum=1, what=what)
+            component_lot = self.lot_sizes[component]
+            if count * lot_size % component_lot:
+                message = (
+                    f"{at}: {count} shares per unit times the ETF's lot_size {lot_size} must be "
+                    f"whole lots of {component} (lot_size {component_lot})"
+                )
+                self.fail(value_node, message)
+            shares.append((component, count))
         if not shares:
             self.expected(node, path, "a mapping of at least one component symbol to shares")
         return Basket(tuple(shares))
+
+    def conversion_fee(self, node: yaml.Node, path: str) -> float:
+        what = "a number of 0 or more (currency), a multiple of 0.0001"
+        value = self.number(node, path, minimum=0, what=what)
+        if (Decimal(str(value)) * CASH_UNITS_PER_CURRENCY) % 1:
+            self.expected(node, path, what)
+        return value
 
     def pair(self, fields: _Fields, symbol: str) -> Pair:
         of = fields.get("of", self.symbol)
@@ -705,8 +798,9 @@ class _Reader:
             for index, item in enumerate(self.items(rounds_node, "schedule.rounds", non_empty=True))
         )
         reset = fields.get("reset_between_rounds", self.boolean, False)
+        repeat = fields.get("repeat", self.boolean, False)
         fields.finish("the schedule")
-        return Schedule(rounds, reset)
+        return Schedule(rounds, reset, repeat)
 
     def round(self, fields: _Fields, index: int) -> Round:
         name = fields.get("name", self.text, f"Round {index + 1}")

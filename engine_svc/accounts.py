@@ -50,6 +50,32 @@ class Position:
                 self.cost = (opened if signed_quantity > 0 else -opened) * price_units
         self.quantity = held + signed_quantity
 
+    def give(self, quantity: int) -> int:
+        """Hand `quantity` shares of a long position over (a conversion) at their average
+        cost; returns the cost that leaves with them, rounded down as a closing fill's."""
+        cost = self.cost * quantity // self.quantity
+        self.cost -= cost
+        self.quantity -= quantity
+        return cost
+
+    def receive(self, quantity: int, cost: int) -> int:
+        """Take `quantity` shares handed over with `cost` of cost basis (a conversion). Into a
+        short position they cover it as a buy at that cost would: the covered part's P&L is
+        realized, and returned. Either way cost less realized P&L rises by exactly `cost`, so
+        the account's P&L does not move."""
+        held = self.quantity
+        self.quantity = held + quantity
+        if held >= 0:
+            self.cost += cost
+            return 0
+        closed = min(quantity, -held)
+        closed_cost = self.cost * closed // -held
+        paid = cost * closed // quantity
+        realized = -paid - closed_cost
+        self.realized_pnl += realized
+        self.cost += cost - paid - closed_cost
+        return realized
+
     def average_price_units(self) -> float:
         """Cost per share of the open quantity; 0 when flat."""
         return self.cost / self.quantity if self.quantity else 0.0

@@ -26,7 +26,7 @@ from exchange.internal.v1 import engine_pb2
 
 SNAPSHOT_FORMAT = 2
 """1: integer P&L, settings, clientOrderIds and sessions. 2: roles, fees, grants kept for round
-resets, the competition and the scores. Older formats are converted."""
+resets, the competition and the scores, ETF baskets. Older formats are converted."""
 
 
 def order_state(
@@ -215,6 +215,9 @@ def _symbol_added(event: ev.SymbolAdded, message: engine_pb2.EngineEvent) -> Non
     added.tick_size = event.tick_size
     added.lot_size = event.lot_size
     added.reference_price_ticks = event.reference_price
+    for component, shares in event.basket:
+        added.basket.add(symbol=component, shares=shares)
+    added.conversion_fee_units = event.conversion_fee
 
 
 def _day_opened(event: ev.TradingDayOpened, message: engine_pb2.EngineEvent) -> None:
@@ -350,6 +353,31 @@ def _scores_sampled(event: ev.ScoresSampled, message: engine_pb2.EngineEvent) ->
         )
 
 
+def _conversion_executed(event: ev.ConversionExecuted, message: engine_pb2.EngineEvent) -> None:
+    executed = message.conversion_executed
+    executed.conversion_id = event.conversion_id
+    executed.user_id = event.user_id
+    executed.direction = event.direction
+    executed.quantity = event.quantity
+    for leg in event.legs:
+        executed.legs.add(
+            symbol=leg.symbol, quantity=leg.quantity, cost_units=leg.cost, position=leg.position
+        )
+    executed.fee_units = event.fee
+    executed.realized_pnl_units = event.realized_pnl
+    executed.cash_units = event.cash
+
+
+def _conversion_rejected(event: ev.ConversionRejected, message: engine_pb2.EngineEvent) -> None:
+    rejected = message.conversion_rejected
+    rejected.conversion_id = event.conversion_id
+    rejected.user_id = event.user_id
+    rejected.direction = event.direction
+    rejected.quantity = event.quantity
+    rejected.reason = event.reason
+    rejected.message = event.message
+
+
 _FILLERS = {
     ev.OrderAccepted: _accepted,
     ev.OrderRejected: _rejected,
@@ -379,6 +407,8 @@ _FILLERS = {
     ev.RoundEnded: _round_ended,
     ev.AccountReset: _account_reset,
     ev.ScoresSampled: _scores_sampled,
+    ev.ConversionExecuted: _conversion_executed,
+    ev.ConversionRejected: _conversion_rejected,
 }
 
 
@@ -446,6 +476,11 @@ def snapshot_engine(engine: MatchingEngine) -> engine_pb2.EngineSnapshot:
             open_ticks=state.open,
             high_ticks=state.high,
             low_ticks=state.low,
+            basket=[
+                engine_pb2.BasketComponent(symbol=component, shares=shares)
+                for component, shares in state.basket
+            ],
+            conversion_fee_units=state.conversion_fee,
         )
     # In arrival order: restored so, every level keeps its time priority and the engine's
     # open orders their order (which cancel-all and a round reset go by).
@@ -533,6 +568,10 @@ def restore_engine(snapshot: engine_pb2.EngineSnapshot) -> MatchingEngine:
         state.open = symbol_snapshot.open_ticks
         state.high = symbol_snapshot.high_ticks
         state.low = symbol_snapshot.low_ticks
+        state.basket = tuple(
+            (component.symbol, component.shares) for component in symbol_snapshot.basket
+        )
+        state.conversion_fee = symbol_snapshot.conversion_fee_units
         engine.symbols[state.symbol] = state
     keys = {user.user_id: user for user in snapshot.users}
     for account_snapshot in snapshot.accounts:

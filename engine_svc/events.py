@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine_svc.orders import OrderStatus, OrderTerms, Reason, Refusal, Side, SymbolStatus
+from engine_svc.orders import (
+    Direction,
+    OrderStatus,
+    OrderTerms,
+    Reason,
+    Refusal,
+    Side,
+    SymbolStatus,
+)
 from engine_svc.rules import ExchangeSettings
 
 
@@ -143,6 +151,10 @@ class SymbolAdded(NamedTuple):
     tick_size: str
     lot_size: int
     reference_price: int
+    basket: tuple[tuple[str, int], ...] = ()
+    """An ETF's (component, whole shares per unit), by symbol; empty for other symbols."""
+    conversion_fee: int = 0
+    """Cash units one conversion request costs."""
 
 
 class TradingDayOpened(NamedTuple):
@@ -327,6 +339,50 @@ class AccountReset(NamedTuple):
     cash: int
 
 
+class ConversionLeg(NamedTuple):
+    """One symbol's part of a conversion: `quantity` received (+) or given up (-), the cost
+    basis moved with it, and the position after."""
+
+    symbol: str
+    quantity: int
+    cost: int
+    position: int
+
+
+class ConversionExecuted(NamedTuple):
+    """ETF units created or redeemed: private to the user; `symbol` is the ETF, whose current
+    sequence it carries."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    conversion_id: str
+    user_id: str
+    direction: Direction
+    quantity: int
+    legs: tuple[ConversionLeg, ...]
+    """The ETF first, then the components in symbol order."""
+    fee: int
+    realized_pnl: int
+    """Realized by covering a short position with what was received (0 otherwise)."""
+    cash: int
+    """The user's cash after the fee."""
+
+
+class ConversionRejected(NamedTuple):
+    """A conversion not carried out: nothing moved."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    conversion_id: str
+    user_id: str
+    direction: Direction
+    quantity: int
+    reason: Reason
+    message: str
+
+
 class ParticipantScore(NamedTuple):
     user_id: str
     equity: int
@@ -378,6 +434,8 @@ Event = (
     | RoundEnded
     | AccountReset
     | ScoresSampled
+    | ConversionExecuted
+    | ConversionRejected
 )
 
 EXCHANGE_WIDE = (

@@ -61,6 +61,14 @@ class Reason(IntEnum):
     NOT_ORDER_OWNER = 17
     POSITION_LIMIT = 18
     USER_DISABLED = 19
+    NOT_CONVERTIBLE = 20
+
+
+class Direction(IntEnum):
+    """Which way an ETF conversion goes (proto ConversionDirection)."""
+
+    CREATE = 1
+    REDEEM = 2
 
 
 class Refusal(IntEnum):

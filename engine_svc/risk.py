@@ -4,12 +4,16 @@ A BUY holds cash for its worst price (its limit, or what a MARKET order can take
 now) plus the highest fee it could pay; a SELL holds the quantity from the position, which may
 go below zero down to the short limit. An order that could take the position beyond the position
 limit (counting every open order of that side) is refused. What an order holds is given back as
-it fills (settlement.py) or when it ends (release).
+it fills (settlement.py) or when it ends (release). An ETF conversion is checked here too
+(check_conversion): it needs the shares it gives up, room within the limit for what it gets,
+and cash for its fee.
 """
 
 from __future__ import annotations
 
-from engine_svc.accounts import Account
+from decimal import Decimal
+
+from engine_svc.accounts import CASH_UNITS_PER_CURRENCY, Account
 from engine_svc.book import BookSide
 from engine_svc.orders import Order, OrderType, Reason, Side
 from engine_svc.rules import ExchangeSettings, fee
@@ -73,6 +77,56 @@ def market_buy_cost(order: Order, asks: BookSide) -> int:
             if not wanted:
                 return cost
     return cost
+
+
+def check_conversion(
+    account: Account | None,
+    user_id: str,
+    given: tuple[tuple[str, int], ...],
+    received: tuple[tuple[str, int], ...],
+    fee_units: int,
+    settings: ExchangeSettings,
+) -> tuple[Reason, str]:
+    """Can the account convert: give up `given` (symbol, quantity) from what no open SELL
+    holds (the short limit is for selling, not for converting), take in `received` within the
+    position limit counting its open BUYs, and pay the fee from cash no open BUY holds? The
+    reason and a message naming what falls short, or Reason.NONE."""
+    if account is None:
+        return Reason.UNKNOWN_USER, f"userId {user_id} has no account"
+    if account.disabled:
+        return Reason.USER_DISABLED, f"userId {user_id} is disabled by the organizer"
+    limit = settings.position_limit
+    if limit:
+        for symbol, quantity in received:
+            position = account.positions.get(symbol)
+            held = position.quantity + position.buying if position else 0
+            if held + quantity > limit:
+                message = (
+                    f"{symbol}: receiving {quantity} would take the position to {held + quantity}"
+                    f" (open BUY orders counted), over the position limit of {limit}"
+                )
+                return Reason.POSITION_LIMIT, message
+    for symbol, quantity in given:
+        position = account.positions.get(symbol)
+        held, reserved = (position.quantity, position.reserved) if position else (0, 0)
+        if quantity > held - reserved:
+            message = (
+                f"{symbol}: the conversion needs {quantity}, {max(held - reserved, 0)} available"
+                f" ({held} held, {reserved} of them for open SELL orders)"
+            )
+            return Reason.INSUFFICIENT_POSITION, message
+    if fee_units > account.available_cash:
+        message = (
+            f"the conversion fee of {currency(fee_units)} is more than the available cash of "
+            f"{currency(max(account.available_cash, 0))}"
+        )
+        return Reason.INSUFFICIENT_CASH, message
+    return Reason.NONE, ""
+
+
+def currency(units: int) -> str:
+    """Cash units as the participant reads them: 12.5, not 125000."""
+    return format((Decimal(units) / CASH_UNITS_PER_CURRENCY).normalize(), "f")
 
 
 def release(order: Order, account: Account | None) -> None:

@@ -76,6 +76,8 @@ class CommandHandler:
                 add.tick_size or "0.01",
                 add.lot_size or 1,
                 add.reference_price_ticks,
+                tuple((component.symbol, component.shares) for component in add.basket),
+                add.conversion_fee_units,
             )
         if kind == "create_account":
             create = command.create_account
@@ -136,6 +138,16 @@ class CommandHandler:
         if kind == "end_round":
             end = command.end_round
             return engine.end_round(end.round, now, end.next_round_starts_at_ns)
+        if kind == "convert":
+            convert = command.convert
+            return engine.convert(
+                convert.conversion_id,
+                convert.user_id,
+                convert.symbol,
+                convert.direction,
+                convert.quantity,
+                now,
+            )
         raise ValueError(f"EngineCommand without a command: {command!r}")
 
     def batch(self, command: engine_pb2.EngineCommand) -> engine_pb2.EngineBatch:

@@ -4,12 +4,16 @@ Matching decides who trades how much at what price; this module moves the money.
 created or lost: the buyer's cash goes to the seller, the seller's shares to the buyer, and each
 side's fee (maker for the resting order, taker for the incoming one) to the exchange's fee
 account.
+
+A conversion (convert) moves shares between an ETF and its basket's components within one
+account: the shares keep their cost basis, and its fee goes to the fee account too.
 """
 
 from __future__ import annotations
 
 from engine_svc.accounts import Account
-from engine_svc.orders import Order, OrderType, Side
+from engine_svc.events import ConversionLeg
+from engine_svc.orders import Direction, Order, OrderType, Side
 from engine_svc.rules import ExchangeSettings, fee
 
 BUY = Side.BUY
@@ -67,3 +71,51 @@ def _buy_release(order: Order, quantity: int, cost: int, tick_cash: int) -> int:
         return min(order.reserved_cash, cost)
     notional_left = order.price * left * tick_cash
     return order.reserved_cash - notional_left - fee(notional_left, order.hold_fee)
+
+
+def convert(
+    account: Account,
+    direction: Direction,
+    etf: str,
+    units: int,
+    components: tuple[tuple[str, int], ...],
+    weights: tuple[int, ...],
+    fee_units: int,
+) -> tuple[tuple[ConversionLeg, ...], int]:
+    """Move `units` of the ETF against `components` (symbol, shares) and pay the fee; returns
+    the legs (the ETF first) and the P&L realized by covering a short.
+
+    Creating, the components leave at their average cost and the ETF units take the sum; the
+    ETF's cost is what its components cost. Redeeming, the units leave at their average cost,
+    shared among the components in proportion to `weights` (their value at the marks).
+    """
+    account.cash -= fee_units
+    account.fees_paid += fee_units
+    etf_position = account.position(etf)
+    parts = [(symbol, shares * units) for symbol, shares in components]
+    legs: list[ConversionLeg] = []
+    if direction == Direction.CREATE:
+        costs = [account.position(symbol).give(quantity) for symbol, quantity in parts]
+        total = sum(costs)
+        realized = etf_position.receive(units, total)
+        legs.append(ConversionLeg(etf, units, total, etf_position.quantity))
+        for (symbol, quantity), cost in zip(parts, costs, strict=True):
+            legs.append(ConversionLeg(symbol, -quantity, -cost, account.positions[symbol].quantity))
+    else:
+        total = etf_position.give(units)
+        legs.append(ConversionLeg(etf, -units, -total, etf_position.quantity))
+        realized = 0
+        for (symbol, quantity), cost in zip(parts, split(total, weights), strict=True):
+            position = account.position(symbol)
+            realized += position.receive(quantity, cost)
+            legs.append(ConversionLeg(symbol, quantity, cost, position.quantity))
+    return tuple(legs), realized
+
+
+def split(total: int, weights: tuple[int, ...]) -> list[int]:
+    """`total` in parts proportional to `weights`, each rounded down but the last, which takes
+    what rounding left: the parts add up to `total` exactly."""
+    whole = sum(weights)
+    parts = [total * weight // whole for weight in weights[:-1]]
+    parts.append(total - sum(parts))
+    return parts

@@ -1,4 +1,5 @@
-"""The read-side caches the engine keeps current in Redis: orders, books, quotes, accounts, keys.
+"""The read-side caches the engine keeps current in Redis: orders, conversions, books, quotes,
+accounts, keys.
 
 Fed with each batch's EngineEvents (never its command); `write` puts what changed since the last
 write into a Redis pipeline, `write_everything` rewrites every cache (after a restart, or when
@@ -35,6 +36,7 @@ class EngineViews:
         self.symbol_times: dict[str, int] = {}
         """Time of each symbol's last market-data event: its book's and quote's timestamp."""
         self._orders: dict[str, engine_pb2.OrderState] = {}
+        self._conversions: list[types_pb2.Conversion] = []
         self._symbols: set[str] = set()
         self._symbol_infos: set[str] = set()
         self._accounts: set[str] = set()
@@ -63,6 +65,11 @@ class EngineViews:
                             filled.fee_units,
                         )
                     )
+            elif kind in participant.CONVERSION_EVENT_KINDS:
+                conversion = participant.conversion(event)
+                self._conversions.append(conversion)
+                if kind == "conversion_executed":
+                    self._accounts.add(conversion.user_id)
             elif kind in MARKET_DATA_KINDS:
                 self._symbols.add(event.symbol)
                 self.symbol_times[event.symbol] = event.timestamp_ns
@@ -99,6 +106,12 @@ class EngineViews:
         engine = self.engine
         for order_id, state in self._orders.items():
             self._write_order(pipeline, state, self.open_order_fills.get(order_id, ()))
+        for conversion in self._conversions:
+            pipeline.set(
+                names.conversion_key(conversion.conversion_id),
+                conversion.SerializeToString(),
+                ex=names.ORDER_TTL_SECONDS,
+            )
         for symbol in self._symbols:
             state = engine.symbols.get(symbol)
             if state is not None:
@@ -171,6 +184,7 @@ class EngineViews:
             if state.status in participant.FINISHED:
                 self.open_order_fills.pop(order_id, None)
         self._orders.clear()
+        self._conversions.clear()
         self._symbols.clear()
         self._symbol_infos.clear()
         self._accounts.clear()
@@ -315,6 +329,8 @@ def symbol_view(engine: MatchingEngine, state: SymbolState) -> types_pb2.SymbolI
         state.lot_size,
         engine.symbol_status(state),
         state.reference_price,
+        state.basket,
+        state.conversion_fee,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -50,11 +51,17 @@ class SymbolSpec:
     lot_size: int
     reference_price: float
     """0 when the symbol has none."""
+    convertible: bool = False
+    """An ETF listed with a basket (POST /orders/convert)."""
 
     @classmethod
     def from_info(cls, info: types_pb2.SymbolInfo) -> SymbolSpec:
         return cls(
-            info.symbol, Decimal(repr(info.tick_size)), info.lot_size or 1, info.reference_price
+            info.symbol,
+            Decimal(repr(info.tick_size)),
+            info.lot_size or 1,
+            info.reference_price,
+            bool(info.basket),
         )
 
 
@@ -209,6 +216,11 @@ def adjust_cash_command(request: admin_pb2.AdjustCashRequest) -> engine_pb2.Adju
     return engine_pb2.AdjustCashCommand(user_id=request.user_id, amount_units=units)
 
 
+MAX_BASKET_COMPONENTS = 20
+MAX_BASKET_SHARES = 1_000
+"""Per ETF unit: a conversion of the most units an order may have stays within positions."""
+
+
 def add_symbol_command(request: admin_pb2.AddSymbolRequest) -> engine_pb2.AddSymbolCommand:
     check_symbol_name(request.symbol)
     tick_size = request.tick_size or 0.01
@@ -224,11 +236,78 @@ def add_symbol_command(request: admin_pb2.AddSymbolRequest) -> engine_pb2.AddSym
     if request.reference_price:
         spec = SymbolSpec(request.symbol, tick.normalize(), lot_size, 0.0)
         reference_ticks = _price_ticks(request.reference_price, spec, "referencePrice")
-    return engine_pb2.AddSymbolCommand(
+    add = engine_pb2.AddSymbolCommand(
         symbol=request.symbol,
         tick_size=str(tick.normalize()),
         lot_size=lot_size,
         reference_price_ticks=reference_ticks,
+    )
+    if len(request.basket) > MAX_BASKET_COMPONENTS:
+        raise invalid(f"basket: at most {MAX_BASKET_COMPONENTS} components")
+    for component in sorted(request.basket):
+        check_symbol_name(component, "basket")
+        shares = request.basket[component]
+        if not 1 <= shares <= MAX_BASKET_SHARES:
+            raise invalid(
+                f"basket: {component} must be a whole number of shares from 1 to "
+                f"{MAX_BASKET_SHARES}, got {shares}"
+            )
+        add.basket.add(symbol=component, shares=shares)
+    fee = request.conversion_fee
+    if fee:
+        if not request.basket:
+            raise invalid("conversionFee applies only to a symbol listed with a basket")
+        if not math.isfinite(fee) or not 0 < fee <= MAX_CASH:
+            raise invalid(f"conversionFee must be zero or positive, at most {MAX_CASH:.0f}")
+        units = participant.cash_to_units(fee)
+        if units is None:
+            raise invalid(f"conversionFee {fee} has more than 4 decimals")
+        add.conversion_fee_units = units
+    return add
+
+
+def convert_command(
+    request: orders_pb2.ConvertRequest,
+    caller_id: str,
+    spec: SymbolSpec | None,
+    conversion_id: str,
+    etfs: Iterable[str] = (),
+) -> engine_pb2.ConvertCommand:
+    """The engine command for a valid conversion request; RequestError naming the first bad
+    field (the engine checks positions, limits, the fee and the market). `etfs`, the symbols
+    listed with a basket, are named when the symbol is not one of them."""
+    if request.user_id and request.user_id != caller_id:
+        raise RequestError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"userId {request.user_id!r} is not the user of this API key",
+        )
+    check_symbol_name(request.symbol)
+    if spec is None or not spec.convertible:
+        names = ", ".join(sorted(etfs))
+        choices = f"the ETFs are {names}" if names else "no ETF is listed"
+        problem = "is not listed" if spec is None else "is not an ETF (it has no basket)"
+        raise invalid(
+            f"symbol {request.symbol} {problem}: only an ETF converts, and {choices} "
+            "(GET /market/symbols shows each one's basket)"
+        )
+    if request.direction not in (types_pb2.CREATE, types_pb2.REDEEM):
+        raise invalid("direction is required: CREATE or REDEEM")
+    quantity = request.quantity
+    if not 0 < quantity <= MAX_ORDER_QUANTITY:
+        raise invalid(
+            f"quantity must be a positive whole number of ETF units, at most "
+            f"{MAX_ORDER_QUANTITY}, got {quantity}"
+        )
+    if quantity % spec.lot_size:
+        raise invalid(
+            f"quantity {quantity} is not a multiple of {request.symbol}'s lot size {spec.lot_size}"
+        )
+    return engine_pb2.ConvertCommand(
+        conversion_id=conversion_id,
+        user_id=caller_id,
+        symbol=request.symbol,
+        direction=request.direction,
+        quantity=quantity,
     )
 
 

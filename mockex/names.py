@@ -52,6 +52,12 @@ def order_key(order_id: str) -> str:
     return f"exchange:v1:order:{order_id}"
 
 
+def conversion_key(conversion_id: str) -> str:
+    """Public Conversion (executed or rejected); expires after ORDER_TTL_SECONDS. A gateway
+    answers a resend of a conversion the engine had applied from it."""
+    return f"exchange:v1:conversion:{conversion_id}"
+
+
 def quote_key(symbol: str) -> str:
     return f"exchange:v1:quote:{symbol}"
 

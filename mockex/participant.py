@@ -61,6 +61,9 @@ ORDER_EVENT_KINDS = frozenset(
 )
 """EngineEvent oneof names that carry an OrderState (the order's whole state after the event)."""
 
+CONVERSION_EVENT_KINDS = frozenset(("conversion_executed", "conversion_rejected"))
+"""EngineEvent oneof names of an ETF conversion's outcome (participant.conversion)."""
+
 FINISHED = frozenset((types_pb2.FILLED, types_pb2.CANCELLED, types_pb2.EXPIRED, types_pb2.REJECTED))
 
 
@@ -187,7 +190,13 @@ def book(
 
 
 def symbol_info(
-    symbol: str, tick_size: str, lot_size: int, status: int, reference_price_ticks: int
+    symbol: str,
+    tick_size: str,
+    lot_size: int,
+    status: int,
+    reference_price_ticks: int,
+    basket: Iterable[tuple[str, int]] = (),
+    conversion_fee_units: int = 0,
 ) -> types_pb2.SymbolInfo:
     tick = float(tick_size)
     return types_pb2.SymbolInfo(
@@ -196,7 +205,33 @@ def symbol_info(
         lot_size=lot_size,
         status=status,
         reference_price=ticks_to_price(reference_price_ticks, tick),
+        basket=dict(basket),
+        conversion_fee=units_to_cash(conversion_fee_units),
     )
+
+
+def conversion(event: engine_pb2.EngineEvent) -> types_pb2.Conversion:
+    """The participant's Conversion from a ConversionExecuted or ConversionRejected event."""
+    kind = event.WhichOneof("event")
+    done = getattr(event, kind)
+    view = types_pb2.Conversion(
+        conversion_id=done.conversion_id,
+        user_id=done.user_id,
+        symbol=event.symbol,
+        direction=done.direction,
+        quantity=done.quantity,
+        timestamp=timestamp(event.timestamp_ns),
+    )
+    if kind == "conversion_executed":
+        view.status = types_pb2.FILLED
+        view.fee = units_to_cash(done.fee_units)
+        for leg in done.legs:
+            view.legs.add(symbol=leg.symbol, quantity=leg.quantity, position=leg.position)
+    else:
+        view.status = types_pb2.REJECTED
+        view.reject_reason = types_pb2.OrderReason.Name(done.reason)
+        view.message = done.message
+    return view
 
 
 def account(

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import streams_pb2, types_pb2
 from mockex import participant
-from mockex.participant import ORDER_EVENT_KINDS, timestamp
+from mockex.participant import CONVERSION_EVENT_KINDS, ORDER_EVENT_KINDS, timestamp
 
 TickSize = Callable[[str], float]
 """Tick size of a symbol."""
@@ -48,6 +48,11 @@ def batch_messages(batch: engine_pb2.EngineBatch, tick_size: TickSize) -> BatchM
         kind = event.WhichOneof("event")
         if kind in ORDER_EVENT_KINDS:
             orders.extend(order_messages(event, tick_size))
+            continue
+        if kind in CONVERSION_EVENT_KINDS:
+            conversion = participant.conversion(event)
+            response = streams_pb2.StreamOrderUpdatesResponse(conversion=conversion)
+            orders.append(OrderMessage(conversion.user_id, response))
             continue
         response = market_response(event, tick_size(event.symbol))
         if response is not None:

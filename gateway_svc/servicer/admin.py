@@ -12,7 +12,7 @@ import time
 
 import grpc
 
-from exchange.internal.v1 import engine_pb2, simulator_pb2
+from exchange.internal.v1 import engine_pb2, simulator_pb2, store_pb2
 from exchange.v1 import admin_pb2, admin_pb2_grpc, competition_pb2, types_pb2
 from gateway_svc.exchange import Exchange, new_order_id, refusal, refusal_error
 from gateway_svc.servicer.accounts import event_pnl, mark_to_market
@@ -119,6 +119,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             tick_size=tick_size,
             lot_size=add.lot_size,
             reference_price=participant.ticks_to_price(add.reference_price_ticks, tick_size),
+            basket={component.symbol: component.shares for component in add.basket},
+            conversion_fee=participant.units_to_cash(add.conversion_fee_units),
         )
 
     async def ListUsers(self, request, context):
@@ -280,6 +282,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             )
         )
         return admin_pb2.ListScenariosResponse(scenarios=answer.scenarios)
+
+    async def GetResults(self, request, context):
+        answer = await self.exchange.store.GetReports(
+            store_pb2.GetReportsRequest(), timeout=self.exchange.config.store_timeout_seconds
+        )
+        return admin_pb2.GetResultsResponse(
+            scenario=answer.scenario,
+            rounds=answer.rounds,
+            reports=answer.reports,
+            timestamp=participant.timestamp(time.time_ns()),
+        )
 
     @staticmethod
     async def _simulator(call):

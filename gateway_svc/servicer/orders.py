@@ -1,5 +1,5 @@
-"""OrderService: place, cancel, get and list orders (the caller is authenticated by the
-interceptor)."""
+"""OrderService: place, cancel, get and list orders, and convert ETF units (the caller is
+authenticated by the interceptor)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ from gateway_svc.exchange import (
     refusal_error,
 )
 from gateway_svc.interceptors import current_caller
-from gateway_svc.validation import RequestError, check_list_filter, place_order_command
-from mockex import participant
+from gateway_svc.validation import (
+    RequestError,
+    check_list_filter,
+    convert_command,
+    place_order_command,
+)
+from mockex import names, participant
 
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
@@ -108,6 +113,40 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                 fills = list(previous.fills) if previous is not None else []
                 cancelled.append(participant.order(state, float(spec.tick_size), fills))
         return orders_pb2.CancelAllOrdersResponse(orders=cancelled)
+
+    async def Convert(self, request, context):
+        exchange = self.exchange
+        caller = current_caller()
+        spec = await exchange.symbol_spec(request.symbol) if request.symbol else None
+        etfs: list[str] = []
+        if spec is None or not spec.convertible:
+            listed = await exchange.listed_symbols()
+            etfs = [symbol for symbol, info in listed.items() if info.basket]
+        conversion_id = new_order_id()
+        convert = convert_command(request, caller.user_id, spec, conversion_id, etfs)
+        batch = await exchange.run(
+            engine_pb2.EngineCommand(command_id=f"convert-{conversion_id}", convert=convert),
+            f"conversionId {conversion_id}: the engine did not answer in time; the conversion "
+            "is queued and will be applied once (do not send it again): GET /account shows it",
+        )
+        if batch.already_applied:
+            return orders_pb2.ConvertResponse(conversion=await self._applied(conversion_id))
+        for event in batch.events:
+            if event.WhichOneof("event") in participant.CONVERSION_EVENT_KINDS:
+                return orders_pb2.ConvertResponse(conversion=participant.conversion(event))
+        raise RequestError(grpc.StatusCode.INTERNAL, f"no result for conversion {conversion_id}")
+
+    async def _applied(self, conversion_id: str) -> types_pb2.Conversion:
+        """A conversion the engine had applied before (a resend after a reconnect): the result
+        its cache keeps."""
+        raw = await self.exchange.redis.get(names.conversion_key(conversion_id))
+        if raw is None:
+            raise RequestError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"conversionId {conversion_id}: the conversion was applied once but its result "
+                "cannot be read now (do not send it again): GET /account shows it",
+            )
+        return types_pb2.Conversion.FromString(raw)
 
 
 def _finished(order: types_pb2.Order) -> RequestError:

@@ -254,6 +254,8 @@ def test_market_symbols_lists_tick_lot_and_status(rest: Edge) -> None:
         "lotSize": 1,
         "status": "OPEN",
         "referencePrice": 100,
+        "basket": {},
+        "conversionFee": 0,
     }
 
 
@@ -396,7 +398,14 @@ def test_admin_users_and_symbols(rest: Edge) -> None:
     listed = rest.ok(
         "POST", "/admin/symbols", {"symbol": symbol, "tickSize": 0.05, "lotSize": 10}, ADMIN_KEY
     )
-    assert listed == {"symbol": symbol, "tickSize": 0.05, "lotSize": 10, "referencePrice": 0}
+    assert listed == {
+        "symbol": symbol,
+        "tickSize": 0.05,
+        "lotSize": 10,
+        "referencePrice": 0,
+        "basket": {},
+        "conversionFee": 0,
+    }
     user_id = "adm" + uuid.uuid4().hex[:8]
     no_basis = rest.call(
         "POST", "/admin/users", {"userId": user_id, "positions": {symbol: 30}}, ADMIN_KEY

@@ -44,9 +44,12 @@ EXTRA_ROUTES = {  # beyond SPEC.md (docs/edge.md): organizer tools, cancel-all
     ("post", "/admin/rounds/start"),
     ("post", "/admin/rounds/end"),
     ("post", "/orders/cancel-all"),
+    ("post", "/orders/convert"),
     ("post", "/admin/scenario"),
     ("post", "/admin/scenario/load"),
     ("get", "/admin/scenarios"),
+    ("get", "/report"),
+    ("get", "/admin/results"),
 }
 
 
