@@ -60,6 +60,7 @@ ACCESS: dict[str, Access] = {
     **_methods(admin_pb2.DESCRIPTOR, "AdminService", Access.ADMIN),
     **_methods(competition_pb2.DESCRIPTOR, "CompetitionService", Access.PUBLIC),
     "/exchange.v1.AccountService/GetAccount": Access.PARTICIPANT,
+    "/exchange.v1.AccountService/GetReport": Access.PARTICIPANT,
 }
 """Who may call each unary method of ours. The streams are forwarded to stream_svc, which
 checks the key of StreamOrderUpdates itself; health and reflection are the stock services."""

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from exchange.internal.v1 import engine_pb2
 from mockex import names
 from mockex.telemetry import extract_context, tracer, tracing_enabled
-from store_svc.db import DB_UNAVAILABLE, read_log_positions, write_rows
+from store_svc.db import DB_UNAVAILABLE, read_log_positions, read_participants, write_rows
 from store_svc.freshness import WrittenOffset
 from store_svc.records import Rows
 
@@ -76,10 +76,13 @@ class LogConsumer:
         """How far into the events topic the database holds the log (store_svc.freshness)."""
         self.writes_failing = False
         """True while the last attempt to write a poll failed (the database is away)."""
+        self._participants: set[str] = set()
+        """Accounts whose orders and fills the reports keep (store_svc.records.Rows)."""
 
     async def start(self) -> None:
         await self._kafka.start()
         positions = await read_log_positions(self._engine)
+        self._participants = await read_participants(self._engine)
         # One partition per topic by design (mockex.names): the log is totally ordered.
         partitions = [TopicPartition(topic, 0) for topic in self._topics]
         self._kafka.assign(partitions)
@@ -122,7 +125,7 @@ class LogConsumer:
                 continue
             attempt = 0
             if polled:
-                rows = Rows()
+                rows = Rows(participants=self._participants)
                 for partition, records in polled.items():
                     for record in records:
                         self._add(rows, record)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Float,
     Index,
     Insert,
     Integer,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     event,
     make_url,
+    select,
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,7 +34,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from store_svc.records import ORDER_VERSION, Rows
+from store_svc.records import ORDER_VERSION, PARTICIPANT_ROLE, Rows
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DB_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
@@ -133,6 +135,69 @@ news = Table(
     Index("ix_news_timestamp", "timestamp_ns"),
 )
 
+accounts = Table(
+    "accounts",
+    metadata,
+    # Every account the log created, with its role (AccountRole name) and admin flag: reports
+    # are for participants only.
+    Column("user_id", Text, primary_key=True),
+    Column("role", Text, nullable=False),
+    Column("admin", Boolean, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+report_activity = Table(
+    "report_activity",
+    metadata,
+    # A participant's order placed (ACCEPTED or REJECTED with its reason), FILL or CONVERSION
+    # (an ETF's, `quantity` its units), where the log first has it: its place decides the round
+    # it counts in. Keyed by what it is (records.activity_id), so a batch the log holds twice
+    # counts once.
+    Column("activity_id", Text, primary_key=True),
+    Column("log_offset", BigInteger, nullable=False),
+    Column("event_index", BigInteger, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("symbol", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    # Price ticks times quantity of a fill (0 otherwise); the symbol's tick makes it cash.
+    Column("notional_ticks", BigInteger, nullable=False),
+    Column("fee_units", BigInteger, nullable=False),
+    Index("ix_report_activity_user", "user_id", "log_offset"),
+)
+
+round_marks = Table(
+    "round_marks",
+    metadata,
+    # LOADED (a scenario: a new event), STARTED or ENDED (a round), where the log first has it;
+    # keyed by the event's exchange-wide sequence, so a batch the log holds twice counts once.
+    Column("exchange_sequence", BigInteger, primary_key=True),
+    Column("log_offset", BigInteger, nullable=False),
+    Column("event_index", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("round", BigInteger, nullable=False),
+    Column("scenario", Text, nullable=False),
+    Column("timestamp_ns", BigInteger, nullable=False),
+)
+
+score_samples = Table(
+    "score_samples",
+    metadata,
+    # One participant's score in one ScoresSampled event (keyed as round_marks).
+    Column("exchange_sequence", BigInteger, primary_key=True),
+    Column("user_id", Text, primary_key=True),
+    Column("log_offset", BigInteger, nullable=False),
+    Column("event_index", BigInteger, nullable=False),
+    Column("timestamp_ns", BigInteger, nullable=False),
+    Column("equity_units", BigInteger, nullable=False),
+    Column("pnl_units", BigInteger, nullable=False),
+    Column("max_drawdown_units", BigInteger, nullable=False),
+    Column("sharpe", Float, nullable=False),
+    # Comma-separated P&L of each round so far, the current one last ("" before the first).
+    Column("round_pnl_units", Text, nullable=False),
+)
+
 log_positions = Table(
     "log_positions",
     metadata,
@@ -217,6 +282,10 @@ async def write_rows(engine: AsyncEngine, rows: Rows) -> None:
             (trades, rows.trades),
             (snapshots, rows.snapshots),
             (news, rows.news),
+            (accounts, rows.accounts),
+            (report_activity, rows.activity),
+            (round_marks, rows.round_marks),
+            (score_samples, rows.score_samples),
         ):
             if table_rows:
                 await conn.execute(_insert(conn, table).on_conflict_do_nothing(), table_rows)
@@ -233,6 +302,17 @@ async def write_rows(engine: AsyncEngine, rows: Rows) -> None:
                     for (topic, partition), next_offset in rows.log_positions.items()
                 ],
             )
+
+
+async def read_participants(engine: AsyncEngine) -> set[str]:
+    """User ids of the accounts reports are kept for, as of the last written poll."""
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(accounts.c.user_id).where(
+                accounts.c.role == PARTICIPANT_ROLE, accounts.c.admin.is_(False)
+            )
+        )
+        return set(result.scalars())
 
 
 async def read_log_positions(engine: AsyncEngine) -> dict[tuple[str, int], int]:

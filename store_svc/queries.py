@@ -5,14 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Table, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from exchange.v1 import competition_pb2, types_pb2
+from exchange.v1 import competition_pb2, reports_pb2, types_pb2
 from mockex import participant
 from mockex.participant import NANOS_PER_SECOND, ticks_to_price, timestamp
-from store_svc.db import fills, news, orders, symbols, trades
-from store_svc.records import order_state
+from store_svc import reports
+from store_svc.db import (
+    accounts,
+    fills,
+    news,
+    orders,
+    report_activity,
+    round_marks,
+    score_samples,
+    symbols,
+    trades,
+)
+from store_svc.records import PARTICIPANT_ROLE, order_state
 
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
 CANDLE_INTERVALS_NS = {"1s": NANOS_PER_SECOND, "1m": 60 * NANOS_PER_SECOND}
@@ -22,6 +33,17 @@ DEFAULT_TICK_SIZE = "0.01"
 
 class UnknownSymbol(LookupError):
     """The symbol was never listed (no SymbolAdded in the log)."""
+
+
+class UnknownRound(LookupError):
+    """The round asked for was not played in the event in progress."""
+
+    def __init__(self, round_number: int, played: list[int]) -> None:
+        rounds = ", ".join(str(number) for number in played) or "none yet"
+        super().__init__(
+            f"round {round_number} has not been played in this event (rounds: {rounds}); "
+            "round 0 gives every round and the total"
+        )
 
 
 def _tick(tick_size: str) -> float:
@@ -198,3 +220,118 @@ async def latest_news(engine: AsyncEngine, limit: int) -> list[competition_pb2.N
             )
             for row in rows
         ]
+
+
+async def event_reports(
+    engine: AsyncEngine, user_id: str, round_number: int
+) -> tuple[reports.Event, list[reports_pb2.ParticipantReport]]:
+    """The event in progress and its reports: every participant's, or `user_id`'s (none when
+    that user is no participant); every round and the total, or `round_number`'s only
+    (UnknownRound when it was not played)."""
+    async with engine.connect() as conn:
+        marks = await conn.execute(
+            select(round_marks).order_by(round_marks.c.log_offset, round_marks.c.event_index)
+        )
+        event = reports.current_event(
+            reports.Mark(
+                (row.log_offset, row.event_index),
+                row.kind,
+                row.round,
+                row.timestamp_ns,
+                row.scenario,
+            )
+            for row in marks
+        )
+        try:
+            spans = event.spans(round_number)
+        except KeyError:
+            raise UnknownRound(round_number, event.round_numbers()) from None
+        participants = set(
+            (
+                await conn.execute(
+                    select(accounts.c.user_id).where(
+                        accounts.c.role == PARTICIPANT_ROLE, accounts.c.admin.is_(False)
+                    )
+                )
+            ).scalars()
+        )
+        if user_id and user_id not in participants:
+            return event, []
+        listed = await conn.execute(select(symbols.c.symbol, symbols.c.tick_size))
+        ticks = {symbol: reports.tick_units(tick_size) for symbol, tick_size in listed}
+        tallies_by_round = {}
+        samples_by_round = {reports.WHOLE_EVENT: await _last_samples(conn, event.whole)}
+        for span in spans:
+            groups = await _activity_groups(conn, span, user_id)
+            tallies_by_round[span.round] = reports.tallies(groups, ticks)
+            if span.round != reports.WHOLE_EVENT:
+                samples_by_round[span.round] = await _last_samples(conn, span)
+    return event, reports.build_reports(
+        event, participants, tallies_by_round, samples_by_round, round_number, user_id
+    )
+
+
+def _within(table: Table, span: reports.Span) -> list[ColumnElement[bool]]:
+    """The rows of `table` (keyed by log_offset, event_index) inside the span."""
+    position = tuple_(table.c.log_offset, table.c.event_index)
+    clauses = []
+    if span.start is not None:
+        clauses += [table.c.log_offset >= span.start[0], position > tuple_(*span.start)]
+    if span.end is not None:
+        clauses += [table.c.log_offset <= span.end[0], position < tuple_(*span.end)]
+    return clauses
+
+
+async def _activity_groups(
+    conn: AsyncConnection, span: reports.Span, user_id: str
+) -> list[reports.ActivityGroup]:
+    activity = report_activity.c
+    query = select(
+        activity.user_id,
+        activity.symbol,
+        activity.kind,
+        activity.reason,
+        func.count(),
+        func.sum(activity.quantity),
+        func.sum(activity.notional_ticks),
+        func.sum(activity.fee_units),
+    ).where(*_within(report_activity, span))
+    if user_id:
+        query = query.where(activity.user_id == user_id)
+    query = query.group_by(activity.user_id, activity.symbol, activity.kind, activity.reason)
+    return [
+        # PostgreSQL sums BIGINT as NUMERIC: back to int.
+        reports.ActivityGroup(user, symbol, kind, reason, *(int(n) for n in numbers))
+        for user, symbol, kind, reason, *numbers in await conn.execute(query)
+    ]
+
+
+async def _last_samples(conn: AsyncConnection, span: reports.Span) -> dict[str, reports.Sample]:
+    """Each participant's score in the engine's last ScoresSampled event inside the span."""
+    last = (
+        await conn.execute(
+            select(score_samples.c.log_offset, score_samples.c.event_index)
+            .where(*_within(score_samples, span))
+            .order_by(score_samples.c.log_offset.desc(), score_samples.c.event_index.desc())
+            .limit(1)
+        )
+    ).first()
+    if last is None:
+        return {}
+    rows = await conn.execute(
+        select(score_samples).where(
+            score_samples.c.log_offset == last.log_offset,
+            score_samples.c.event_index == last.event_index,
+        )
+    )
+    return {
+        row.user_id: reports.Sample(
+            row.timestamp_ns,
+            row.equity_units,
+            row.pnl_units,
+            row.max_drawdown_units,
+            row.sharpe,
+            reports.parse_round_pnls(row.round_pnl_units),
+        )
+        for row in rows
+    }

@@ -18,6 +18,20 @@ from mockex import participant
 
 Row = dict[str, Any]
 
+REPORTED_ORDER_EVENTS = frozenset(("order_accepted", "order_rejected", "order_filled"))
+"""Order events a report counts: an order placed (accepted or rejected) and each fill."""
+
+PARTICIPANT_ROLE = engine_pb2.AccountRole.Name(engine_pb2.ACCOUNT_ROLE_PARTICIPANT_UNSPECIFIED)
+
+# Kinds of round_marks and report_activity rows.
+ROUND_MARK_LOADED = "LOADED"
+ROUND_MARK_STARTED = "STARTED"
+ROUND_MARK_ENDED = "ENDED"
+ACTIVITY_ACCEPTED = "ACCEPTED"
+ACTIVITY_REJECTED = "REJECTED"
+ACTIVITY_FILL = "FILL"
+ACTIVITY_CONVERSION = "CONVERSION"
+
 ORDER_VERSION = ("updated_ns", "log_offset", "event_index")
 """Columns that order an order's states: a row replaces the stored one only when this is greater,
 so a replayed older state never overwrites a newer one."""
@@ -126,6 +140,108 @@ def user_row(event: engine_pb2.EngineEvent) -> Row:
     }
 
 
+def account_row(event: engine_pb2.EngineEvent) -> Row:
+    created = event.account_created
+    return {
+        "user_id": created.user_id,
+        "role": engine_pb2.AccountRole.Name(created.role),
+        "admin": created.admin,
+        "created_ns": event.timestamp_ns,
+    }
+
+
+def is_participant(created: engine_pb2.AccountCreated) -> bool:
+    """Reported and ranked: neither a bot nor an admin."""
+    return created.role == engine_pb2.ACCOUNT_ROLE_PARTICIPANT_UNSPECIFIED and not created.admin
+
+
+def activity_row(event: engine_pb2.EngineEvent, log_offset: int, event_index: int) -> Row:
+    """An order placed (accepted or rejected, with its reason) or one of its fills."""
+    kind = event.WhichOneof("event")
+    order = getattr(event, kind).order
+    row = {
+        "activity_id": f"{ACTIVITY_ACCEPTED}:{order.order_id}",
+        "log_offset": log_offset,
+        "event_index": event_index,
+        "user_id": order.user_id,
+        "symbol": order.symbol,
+        "kind": ACTIVITY_ACCEPTED,
+        "reason": "",
+        "quantity": order.quantity,
+        "notional_ticks": 0,
+        "fee_units": 0,
+    }
+    if kind == "order_rejected":
+        row["kind"] = ACTIVITY_REJECTED
+        row["activity_id"] = f"{ACTIVITY_REJECTED}:{order.order_id}"
+        row["reason"] = types_pb2.OrderReason.Name(order.reason)
+    elif kind == "order_filled":
+        filled = event.order_filled
+        row["kind"] = ACTIVITY_FILL
+        row["activity_id"] = f"{ACTIVITY_FILL}:{order.order_id}:{filled.trade_id}"
+        row["quantity"] = filled.quantity
+        row["notional_ticks"] = filled.price_ticks * filled.quantity
+        row["fee_units"] = filled.fee_units
+    return row
+
+
+def conversion_row(event: engine_pb2.EngineEvent, log_offset: int, event_index: int) -> Row:
+    """ETF units created or redeemed: the engine's equity already holds the cash and positions
+    it moved, so a report needs only its fee (and counts it)."""
+    executed = event.conversion_executed
+    return {
+        "activity_id": f"{ACTIVITY_CONVERSION}:{executed.conversion_id}",
+        "log_offset": log_offset,
+        "event_index": event_index,
+        "user_id": executed.user_id,
+        "symbol": event.symbol,
+        "kind": ACTIVITY_CONVERSION,
+        "reason": "",
+        "quantity": executed.quantity,
+        "notional_ticks": 0,
+        "fee_units": executed.fee_units,
+    }
+
+
+def round_mark_row(event: engine_pb2.EngineEvent, log_offset: int, event_index: int) -> Row:
+    """A round started or ended, or a scenario loaded (a new event: rounds from 1 again)."""
+    kind = event.WhichOneof("event")
+    row = {
+        "exchange_sequence": event.exchange_sequence,
+        "log_offset": log_offset,
+        "event_index": event_index,
+        "kind": ROUND_MARK_LOADED,
+        "round": 0,
+        "scenario": "",
+        "timestamp_ns": event.timestamp_ns,
+    }
+    if kind == "round_started":
+        row["kind"], row["round"] = ROUND_MARK_STARTED, event.round_started.round
+    elif kind == "round_ended":
+        row["kind"], row["round"] = ROUND_MARK_ENDED, event.round_ended.round
+    else:
+        row["scenario"] = event.scenario_changed.name
+    return row
+
+
+def score_rows(event: engine_pb2.EngineEvent, log_offset: int, event_index: int) -> list[Row]:
+    return [
+        {
+            "exchange_sequence": event.exchange_sequence,
+            "log_offset": log_offset,
+            "event_index": event_index,
+            "user_id": score.user_id,
+            "timestamp_ns": event.timestamp_ns,
+            "equity_units": score.equity_units,
+            "pnl_units": score.pnl_units,
+            "max_drawdown_units": score.max_drawdown_units,
+            "sharpe": score.sharpe,
+            "round_pnl_units": ",".join(str(pnl) for pnl in score.round_pnl_units),
+        }
+        for score in event.scores_sampled.scores
+    ]
+
+
 def snapshot_row(snapshot: engine_pb2.EngineSnapshot, payload: bytes) -> Row:
     """The snapshot is kept whole (its serialized bytes), keyed by the events offset it follows."""
     return {
@@ -150,6 +266,13 @@ class Rows:
     trades: list[Row] = field(default_factory=list)
     snapshots: list[Row] = field(default_factory=list)
     news: list[Row] = field(default_factory=list)
+    accounts: list[Row] = field(default_factory=list)
+    activity: list[Row] = field(default_factory=list)
+    round_marks: list[Row] = field(default_factory=list)
+    score_samples: list[Row] = field(default_factory=list)
+    participants: set[str] = field(default_factory=set)
+    """Who reports are kept for, across polls: the consumer passes its own set (read from the
+    accounts table at start), which each AccountCreated of a participant adds to."""
     log_positions: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> next offset to read, written in the same transaction as the rows."""
 
@@ -164,16 +287,24 @@ class Rows:
                 self.trades,
                 self.snapshots,
                 self.news,
+                self.accounts,
+                self.activity,
+                self.round_marks,
+                self.score_samples,
             )
         )
 
     def add_batch(self, batch: engine_pb2.EngineBatch, log_offset: int) -> None:
         """Rows of one EngineBatch found at `log_offset` of the events topic, from its events only
-        (orders from the five order events, fills, trades, listings, accounts)."""
+        (orders from the five order events, fills, trades, listings, accounts, and the facts of
+        the reports: participants' orders, fills and conversions, rounds, scores)."""
         for event_index, event in enumerate(batch.events):
             kind = event.WhichOneof("event")
             if kind in participant.ORDER_EVENT_KINDS:
-                self._add_order(order_row(getattr(event, kind).order, log_offset, event_index))
+                order = getattr(event, kind).order
+                self._add_order(order_row(order, log_offset, event_index))
+                if kind in REPORTED_ORDER_EVENTS and order.user_id in self.participants:
+                    self.activity.append(activity_row(event, log_offset, event_index))
             if kind == "order_filled":
                 self.fills.append(fill_row(event))
             elif kind == "trade_executed":
@@ -182,6 +313,9 @@ class Rows:
                 self.symbols[event.symbol] = symbol_row(event)
             elif kind == "account_created":
                 self.users[event.account_created.user_id] = user_row(event)
+                self.accounts.append(account_row(event))
+                if is_participant(event.account_created):
+                    self.participants.add(event.account_created.user_id)
             elif kind == "api_key_changed":
                 changed = event.api_key_changed
                 self.users[changed.user_id] = {
@@ -191,6 +325,18 @@ class Rows:
                 }
             elif kind == "news_published":
                 self.news.append(news_row(event))
+            elif kind in ("round_started", "round_ended") or (
+                kind == "scenario_changed"
+                and event.scenario_changed.state == engine_pb2.SCENARIO_STATE_LOADED
+            ):
+                self.round_marks.append(round_mark_row(event, log_offset, event_index))
+            elif kind == "scores_sampled":
+                self.score_samples.extend(score_rows(event, log_offset, event_index))
+            elif (
+                kind == "conversion_executed"
+                and event.conversion_executed.user_id in self.participants
+            ):
+                self.activity.append(conversion_row(event, log_offset, event_index))
 
     def add_snapshot(self, snapshot: engine_pb2.EngineSnapshot, payload: bytes) -> None:
         self.snapshots.append(snapshot_row(snapshot, payload))

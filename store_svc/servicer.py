@@ -116,6 +116,20 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             await self._abort_database_away(exc, context)
         return store_pb2.ListNewsResponse(news=found)
 
+    async def GetReports(
+        self, request: store_pb2.GetReportsRequest, context: grpc.aio.ServicerContext
+    ) -> store_pb2.GetReportsResponse:
+        await self._wait_fresh(context)
+        try:
+            event, found = await queries.event_reports(self._engine, request.user_id, request.round)
+        except queries.UnknownRound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except DB_UNAVAILABLE as exc:
+            await self._abort_database_away(exc, context)
+        return store_pb2.GetReportsResponse(
+            scenario=event.scenario, rounds=event.round_numbers(), reports=found
+        )
+
     async def _wait_fresh(self, context: grpc.aio.ServicerContext) -> None:
         """After the checks of the request (a bad one needs no wait), before the query."""
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import grpc
 
-from exchange.internal.v1 import engine_pb2
+from exchange.internal.v1 import engine_pb2, store_pb2
 from exchange.v1 import accounts_pb2, accounts_pb2_grpc, types_pb2
 from gateway_svc.exchange import Exchange
 from gateway_svc.interceptors import current_caller
@@ -108,6 +108,21 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
                 fees_paid=account.fees_paid,
             )
         return response
+
+    async def GetReport(self, request, context):
+        """From the store, which builds reports from the log (store_svc/reports.py)."""
+        caller = current_caller()
+        answer = await self.exchange.store.GetReports(
+            store_pb2.GetReportsRequest(user_id=caller.user_id, round=request.round),
+            timeout=self.exchange.config.store_timeout_seconds,
+        )
+        if not answer.reports:
+            raise RequestError(
+                grpc.StatusCode.NOT_FOUND,
+                f"user {caller.user_id!r} has no report: reports are for participants "
+                "(admins and bots have none)",
+            )
+        return accounts_pb2.GetReportResponse(report=answer.reports[0])
 
 
 class ExchangeHealthServicer(accounts_pb2_grpc.HealthServiceServicer):

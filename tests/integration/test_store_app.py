@@ -486,6 +486,10 @@ EXPECTED_ROW_COUNTS = {
     "trades": 1,
     "snapshots": 1,
     "news": 0,
+    "accounts": 2,
+    "report_activity": 2,  # alice's order accepted and its fill (reports: participants only)
+    "round_marks": 0,
+    "score_samples": 0,
 }
 
 
@@ -798,7 +802,11 @@ async def test_restarted_store_resumes_after_its_stored_log_positions(
     assert o4 == public_order(O4_REJECTED, 0.01)
     assert o4.reject_reason == "INSUFFICIENT_CASH"
     assert [order.order_id for order in alice.orders] == ["o4", "o1"]
-    assert await row_counts(database_url) == {**EXPECTED_ROW_COUNTS, "orders": 4}
+    assert await row_counts(database_url) == {
+        **EXPECTED_ROW_COUNTS,
+        "orders": 4,
+        "report_activity": 3,
+    }
 
 
 # ---- read your writes ----------------------------------------------------------------------

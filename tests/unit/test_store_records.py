@@ -182,7 +182,16 @@ def test_account_created_event_becomes_a_user_row():
         log_offset=1,
     )
     assert rows.users == {"bob": {"user_id": "bob", "admin": True, "api_key_sha256": "ab" * 32}}
-    assert len(rows) == 1
+    assert rows.accounts == [
+        {
+            "user_id": "bob",
+            "role": "ACCOUNT_ROLE_PARTICIPANT_UNSPECIFIED",
+            "admin": True,
+            "created_ns": T0,
+        }
+    ]
+    assert rows.participants == set()  # an admin has no report
+    assert len(rows) == 2
 
 
 def test_refused_create_account_gives_no_user_row():
