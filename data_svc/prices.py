@@ -23,6 +23,9 @@ from data_svc.scenario import Instrument, News, Scenario
 SECONDS_PER_HOUR = 3600.0
 NS_PER_SECOND = 1_000_000_000
 TWO_PI = 2.0 * math.pi
+LOG_RANGE = 20.0
+"""A fair value stays within e^20 (about 5e8) times its start price either way: news stacked
+on news (volatility multipliers multiply) cannot drive it to 0 or infinity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class PricePath:
         "_step_hours",
         "_pending_jumps",
         "_volatility_windows",
+        "_log_floor",
+        "_log_ceiling",
     )
 
     def __init__(self, instrument: Instrument, seed: int, step_seconds: float) -> None:
@@ -131,6 +136,8 @@ class PricePath:
         """(first step, last step, multiplier) of news volatility shocks."""
         self.step = 0
         self.log_value = math.log(instrument.start_price)
+        self._log_floor = self.log_value - LOG_RANGE
+        self._log_ceiling = self.log_value + LOG_RANGE
         self.mean_log_value = math.log(process.mean_price or instrument.start_price)
         self.turbulent = self._draws.at(0)[2] < share
         """Step 0 starts in the regime the long run spends that share of its time in."""
@@ -164,7 +171,7 @@ class PricePath:
 
     def _jump(self, jump: float) -> None:
         """A news jump is permanent: a mean-reverting value's mean moves with it."""
-        self.log_value += jump
+        self.log_value = min(max(self.log_value + jump, self._log_floor), self._log_ceiling)
         if self._mean_reverting:
             self.mean_log_value += jump
 
@@ -194,6 +201,7 @@ class PricePath:
         )
         pending = self._pending_jumps
         windows = self._volatility_windows
+        floor, ceiling = self._log_floor, self._log_ceiling
         for k in range(self.step + 1, step + 1):
             u_normal, u_angle, u_regime, u_jump = at(k)
             turbulent = u_regime >= leave if turbulent else u_regime < enter
@@ -208,6 +216,8 @@ class PricePath:
                 log_value += drift - 0.5 * step_sd * step_sd + move
             if u_jump < jump_probability:
                 log_value += jump_mean + jump_sd * radius * sin(TWO_PI * u_angle)
+            if not floor < log_value < ceiling:
+                log_value = min(max(log_value, floor), ceiling)
             if pending and k in pending:
                 self.log_value = log_value
                 for jump in pending.pop(k):
