@@ -21,15 +21,15 @@ from typing import IO
 
 import grpc
 
-from exchange.v1 import admin_pb2, admin_pb2_grpc, market_pb2, market_pb2_grpc
+from exchange.v1 import competition_pb2, competition_pb2_grpc, market_pb2, market_pb2_grpc
 from mockex import processes
 from mockex.auth import new_api_key
 from mockex.settings import PORTS
-from mockex.stack import ExchangeStack, StackPorts
+from mockex.stack import SERVICES, ExchangeStack, StackPorts
 from mockex.supervisor import Supervisor, say
 
-DEFAULT_SYMBOLS = (("ACME", 0.01, 1, 100.0), ("GLOBX", 0.01, 1, 50.0), ("INITECH", 0.05, 10, 20.0))
-"""(symbol, tick size, lot size, reference price) listed on a first run."""
+DEFAULT_SCENARIO = "default"
+"""What the simulator plays on a first run (MOCKEX_SCENARIO chooses another, "" none)."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LOCK_FILE = "supervisor.lock"
 """In <data>/run: locked while a supervisor runs on that data directory; holds its pid."""
@@ -149,31 +149,27 @@ def check_kafka_data(kafka_dir: Path, ports: StackPorts) -> None:
     )
 
 
-def list_default_symbols(gateway_port: int, key: str) -> None:
-    """A first run lists a few symbols so the exchange is usable at once."""
+def wait_for_scenario(gateway_port: int, key: str, timeout: float = 60.0) -> str:
+    """Until the simulator runs the scenario (a first run loads MOCKEX_SCENARIO); a line saying
+    where the event stands."""
+    deadline = time.monotonic() + timeout
     with grpc.insecure_channel(f"127.0.0.1:{gateway_port}") as channel:
-        listed = market_pb2_grpc.BookServiceStub(channel).ListSymbols(
-            market_pb2.ListSymbolsRequest(), timeout=10
-        )
-        if listed.symbols:
-            return
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        for symbol, tick_size, lot_size, reference_price in DEFAULT_SYMBOLS:
-            admin.AddSymbol(
-                admin_pb2.AddSymbolRequest(
-                    symbol=symbol,
-                    tick_size=tick_size,
-                    lot_size=lot_size,
-                    reference_price=reference_price,
-                ),
-                metadata=(("x-api-key", key),),
-                timeout=10,
+        schedule_of = competition_pb2_grpc.CompetitionServiceStub(channel).GetSchedule
+        symbols_of = market_pb2_grpc.BookServiceStub(channel).ListSymbols
+        metadata = (("x-api-key", key),)
+        while True:
+            schedule = schedule_of(
+                competition_pb2.GetScheduleRequest(), metadata=metadata, timeout=10
             )
-            print(
-                f"==> listed {symbol} (tick {tick_size}, lot {lot_size}, "
-                f"reference price {reference_price:g})",
-                flush=True,
-            )
+            if schedule.state != competition_pb2.LOADED or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if schedule.state == competition_pb2.NOT_STARTED:
+            return "no scenario (POST /admin/scenario/load starts one; docs/organizer.md)"
+        symbols = symbols_of(market_pb2.ListSymbolsRequest(), metadata=metadata, timeout=10)
+        state = competition_pb2.EventState.Name(schedule.state)
+        listed = ", ".join(info.symbol for info in symbols.symbols)
+        return f"{schedule.scenario} {state}, round {schedule.round}; symbols {listed}"
 
 
 def start_all(stack: ExchangeStack) -> None:
@@ -182,13 +178,13 @@ def start_all(stack: ExchangeStack) -> None:
     ports = stack.ports
     print("==> starting Redis and Kafka", flush=True)
     stack.start_infrastructure()
-    for name in ("engine", "store", "stream", "gateway"):
+    for name in SERVICES:
         print(f"==> starting {name}_svc", flush=True)
         stack.start_service(name)
     print("==> starting the edge (Envoy)", flush=True)
     stack.start_edge()
-    list_default_symbols(ports.gateway, stack.admin_key)
     key = stack.admin_key
+    scenario = wait_for_scenario(ports.gateway, key)
     print(
         f"""
 Mockex is up ({time.monotonic() - started:.1f}s).
@@ -196,6 +192,7 @@ Mockex is up ({time.monotonic() - started:.1f}s).
   web terminal:  http://localhost:{ports.edge}/
   gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}
   admin key (x-api-key):               {key}
+  simulator: {scenario}
   Redis {stack.redis_url}   Kafka {stack.kafka_bootstrap}   data {stack.data_dir}
   try: curl -H 'X-API-Key: {key}' http://localhost:{ports.edge}/market/symbols
        grpcurl -plaintext -H 'x-api-key: {key}' 127.0.0.1:{ports.gateway} list
@@ -214,7 +211,12 @@ def main() -> None:
         ports = StackPorts.from_env()
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    stack = ExchangeStack(data_dir=data_dir, admin_key="", ports=ports)
+    stack = ExchangeStack(
+        data_dir=data_dir,
+        admin_key="",
+        ports=ports,
+        scenario=os.environ.get("MOCKEX_SCENARIO", DEFAULT_SCENARIO),
+    )
     lock = lock_data_dir(data_dir, stack.run_dir)
     supervisor = Supervisor(stack)
     for signum in STOP_SIGNALS:

@@ -21,7 +21,8 @@ from mockex import edge, names, processes, settings
 from mockex.grpc_server import LIVENESS
 from mockex.settings import PORTS
 
-SERVICES = ("engine", "store", "stream", "gateway")
+SERVICES = ("engine", "store", "stream", "gateway", "data")
+"""In start order: data_svc (the simulator) trades through the gateway."""
 
 
 @dataclass
@@ -62,6 +63,9 @@ class ExchangeStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     topic_suffix: str = ""
     """Appended to topic names, so tests can share one broker."""
+    scenario: str = ""
+    """The simulator's scenario for an exchange whose log has none yet ("": the simulator
+    waits for an organizer to load one)."""
     processes: dict[str, processes.ManagedProcess] = field(default_factory=dict)
     """Every running child by name; a restart (mockex.supervisor) replaces its entry."""
 
@@ -101,6 +105,7 @@ class ExchangeStack:
             "MOCKEX_DATA_GRPC_ADDRESS": f"127.0.0.1:{ports.data}",
             "MOCKEX_DATA_ADDRESS": f"127.0.0.1:{ports.data}",
             "MOCKEX_GATEWAY_ADDRESS": f"127.0.0.1:{ports.gateway}",
+            "MOCKEX_SCENARIO": self.scenario,
             **self.extra_env,
         }
 

@@ -19,7 +19,6 @@ from data_svc.agents import (
     Arrival,
     Bot,
     CancelOrder,
-    Limits,
     MomentumParams,
     OpenOrder,
     PlaceOrder,
@@ -29,6 +28,7 @@ from data_svc.agents import (
 )
 from data_svc.prices import FairValues, FairValueShock
 from data_svc.scenario import CASH_UNITS_PER_CURRENCY, News, Rules, Scenario, Session
+from data_svc.traders import MessageBudget, bot_limits
 from engine_svc.accounts import BOT
 from engine_svc.engine import MatchingEngine
 from engine_svc.events import (
@@ -114,28 +114,6 @@ class Tape:
         return ("\n".join(lines) + "\n").encode()
 
 
-class _MessageBudget:
-    """The gateway's token bucket per user (gateway_svc/rate_limit.py), on scenario time."""
-
-    __slots__ = ("rate", "burst", "tokens", "counted_at")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst or max(1, math.ceil(2 * rate)))
-        self.tokens = self.burst
-        self.counted_at = 0
-
-    def take(self, now: int) -> bool:
-        self.tokens = min(
-            self.burst, self.tokens + (now - self.counted_at) / NS_PER_SECOND * self.rate
-        )
-        self.counted_at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
 def exchange_settings(rules: Rules) -> ExchangeSettings:
     """The scenario's rules as the engine's settings: it enforces the limits and charges the
     fees (in hundredths of a basis point)."""
@@ -147,16 +125,6 @@ def exchange_settings(rules: Rules) -> ExchangeSettings:
         maker_fee_centi_bps=round(rules.maker_fee_bps * 100),
         taker_fee_centi_bps=round(rules.taker_fee_bps * 100),
         message_rate_per_second=rules.message_rate_per_second,
-    )
-
-
-def bot_limits(rules: Rules) -> Limits:
-    """The rules as every bot's view carries them."""
-    return Limits(
-        rules.position_limit,
-        rules.short_limit,
-        rules.max_open_orders,
-        max(rules.maker_fee_bps, rules.taker_fee_bps, 0.0),
     )
 
 
@@ -186,7 +154,7 @@ class Simulation:
         }
         """Each bot's order ids that may still rest, in the order placed."""
         self._budgets = {
-            bot.agent.agent_id: _MessageBudget(rules.message_rate_per_second, rules.message_burst)
+            bot.agent.agent_id: MessageBudget(rules.message_rate_per_second, rules.message_burst)
             for bot in self.bots
             if rules.message_rate_per_second
         }
