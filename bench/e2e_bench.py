@@ -574,6 +574,15 @@ class StackOptions:
     engine_batch_size: int | None = None
     without: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
+    scenario: str = ""
+    """data_svc plays this scenario while the load runs ("": no simulator)."""
+
+
+def section_markers(scenario: str) -> tuple[str, str]:
+    """A run with the simulator's bots trading has a section of its own."""
+    if not scenario:
+        return START_MARKER, END_MARKER
+    return f"<!-- e2e-bench-{scenario}:start -->", f"<!-- e2e-bench-{scenario}:end -->"
 
 
 class BenchStack:
@@ -650,6 +659,36 @@ class BenchStack:
                 },
             )
             self.gateway_ports.append(port)
+        if self.options.scenario:
+            self._start_scenario()
+
+    def _start_scenario(self) -> None:
+        """data_svc playing the scenario, once it runs. Its rules' per-key message rate would
+        cap the load generator's users, so the gateway's own (unlimited here) is put back; the
+        bots keep to the scenario's rate by themselves."""
+        import grpc
+
+        from exchange.v1 import admin_pb2, admin_pb2_grpc, competition_pb2, competition_pb2_grpc
+
+        stack = self.stack
+        log(f"starting data_svc playing {self.options.scenario}")
+        env = {"MOCKEX_SCENARIO": self.options.scenario}
+        self._start_wrapped("data", "data_svc", stack.ports.data, env, profiled=False)
+        metadata = (("x-api-key", stack.admin_key),)
+        with grpc.insecure_channel(f"127.0.0.1:{stack.ports.gateway}") as channel:
+            schedule = competition_pb2_grpc.CompetitionServiceStub(channel).GetSchedule
+            deadline = time.monotonic() + 60
+            while schedule(competition_pb2.GetScheduleRequest(), timeout=10).state != (
+                competition_pb2.RUNNING
+            ):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"scenario {self.options.scenario} is not running")
+                time.sleep(0.2)
+            admin_pb2_grpc.AdminServiceStub(channel).SetRules(
+                admin_pb2.SetRulesRequest(message_rate_per_second=0),
+                metadata=metadata,
+                timeout=10,
+            )
 
     @property
     def pids(self) -> dict[str, int]:
@@ -912,12 +951,17 @@ def render_section(
     profiles: dict[str, dict[str, str]],
     threads: dict[str, dict[str, float]],
     floor: dict[str, tuple[float, float]] | None = None,
+    scenario: str = "",
 ) -> str:
     cpus = os.cpu_count() or 1
     measured = [step for step in steps if not step.label]
+    start_marker, end_marker = section_markers(scenario)
+    title = "## End to end: gRPC clients → gateway → Redis → engine → Kafka → answer"
+    if scenario:
+        title += f", with the `{scenario}` scenario's bots trading"
     lines = [
-        START_MARKER,
-        "## End to end: gRPC clients → gateway → Redis → engine → Kafka → answer",
+        start_marker,
+        title,
         "",
         f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC. Rewritten on every run; "
         "only this section.",
@@ -1064,7 +1108,7 @@ def render_section(
             f"fixed costs per engine round are shared by the most orders): "
             f"{limit_analysis(busiest, cpus)}",
         ]
-    lines.append(END_MARKER)
+    lines.append(end_marker)
     return "\n".join(lines) + "\n"
 
 
@@ -1137,6 +1181,11 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment for the services (repeatable), e.g. MOCKEX_ENGINE_BATCH_SIZE=100,"
         " or MOCKEX_RATE_LIMIT_PER_SECOND=0",
     )
+    parser.add_argument(
+        "--scenario",
+        default="",
+        help="data_svc plays this scenario during the run (its own section of the file)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=BENCHMARKS, help="markdown file to write")
     parser.add_argument("--no-write", action="store_true", help="do not write the markdown")
@@ -1164,6 +1213,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_batch_size=args.engine_batch_size,
         without=without,
         extra_env=extra_env,
+        scenario=args.scenario,
     )
     data_dir = Path(tempfile.mkdtemp(prefix="mockex-e2e-"))
     bench = BenchStack(data_dir, options)
@@ -1294,6 +1344,11 @@ def main(argv: list[str] | None = None) -> int:
         "Services": ", ".join(
             ["engine", *(n for n in ("store", "stream") if n not in without)]
             + [f"{args.gateways} gateway(s)"]
+            + (
+                [f"data_svc playing `{args.scenario}` (its bots trade throughout)"]
+                if args.scenario
+                else []
+            )
         ),
     }
     if extra_env:
@@ -1311,6 +1366,7 @@ def main(argv: list[str] | None = None) -> int:
         profiles=profiles,
         threads=threads,
         floor=floor,
+        scenario=args.scenario,
     )
     if args.json:
         args.json.write_text(
@@ -1326,7 +1382,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     if not args.no_write:
-        write_section(section, args.out, START_MARKER, END_MARKER)
+        write_section(section, args.out, *section_markers(args.scenario))
         log(f"wrote {args.out}")
     log(
         f"highest rate held with p99 <= {args.p99_ms:g} ms: "

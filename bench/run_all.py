@@ -8,10 +8,15 @@ that both report the same trades, traded quantity and final best bid/ask (exit 1
 profiles the engine once; and rewrites its own section of BENCHMARKS.md (between the
 engine-bench markers), leaving the rest of the file alone. End to end: runs
 `python -m bench.e2e_bench` (its own stack, open-loop gRPC clients stepping through offered
-rates; about 3 minutes), which rewrites its own section (between the e2e-bench markers).
+rates; about 3 minutes), which rewrites its own section (between the e2e-bench markers), then
+the same with the default scenario's bots trading alongside (`--scenario default`, its own
+section).
+The simulator's own load: runs `python -m bench.scenario_load` (its own stack playing the
+default scenario, nobody else trading; about 3 minutes), which rewrites its section (between the
+scenario-bench markers).
 
     python -m bench.run_all [--messages 1000000] [--seed 42] [--rounds 3]
-                            [--only engine|durability|e2e]
+                            [--only engine|durability|e2e|scenario]
                             [--e2e-args "--rates 500,1000 --seconds 5"]
 """
 
@@ -386,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("engine", "durability", "e2e"),
-        help="run only the engine, the log durability or the e2e benchmark",
+        choices=("engine", "durability", "e2e", "scenario"),
+        help="run only the engine, the log durability, the e2e or the scenario-load benchmark",
     )
     parser.add_argument(
         "--e2e-args", default="", help="extra arguments for bench.e2e_bench, as one string"
@@ -426,6 +431,18 @@ def main(argv: list[str] | None = None) -> int:
         ]
         log("end-to-end benchmark: " + " ".join(e2e_command[1:]))
         subprocess.run(e2e_command, cwd=REPO_ROOT, check=True)
+        with_bots = [*e2e_command, "--scenario", "default"]
+        log("end-to-end benchmark with the default scenario's bots: " + " ".join(with_bots[1:]))
+        subprocess.run(with_bots, cwd=REPO_ROOT, check=True)
+    if args.only in (None, "scenario"):
+        scenario_command = [
+            sys.executable,
+            "-m",
+            "bench.scenario_load",
+            *(["--out", str(args.out)] if args.out != BENCHMARKS else []),
+        ]
+        log("the simulator's own load: " + " ".join(scenario_command[1:]))
+        subprocess.run(scenario_command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     return 0
 
 
