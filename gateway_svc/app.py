@@ -18,7 +18,7 @@ from gateway_svc.exchange import Exchange
 from gateway_svc.interceptors import GatewayInterceptor
 from gateway_svc.rate_limit import TokenBucketLimiter
 from mockex.auth import ApiKeyAuthenticator
-from mockex.caches import CachesIncomplete
+from mockex.caches import CachesIncomplete, reconnecting
 from mockex.grpc_server import GrpcServer, start_grpc_server
 
 log = logging.getLogger("gateway_svc")
@@ -33,7 +33,8 @@ class GatewayApp:
         # when a backlog forms (the default pool raises at 100).
         self.redis = Redis(
             connection_pool=BlockingConnectionPool.from_url(
-                config.redis_url, max_connections=256, timeout=config.engine_timeout_seconds
+                config.redis_url,
+                **reconnecting(max_connections=256, timeout=config.engine_timeout_seconds),
             )
         )
         self.engine = EngineClient(

@@ -7,11 +7,28 @@ answer UNAVAILABLE instead of 401, 404 or an empty book.
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from mockex import names
 
 REBUILDING_MESSAGE = "the exchange is rebuilding its data after a restart; retry in a moment"
+
+
+def reconnecting(**pool_options: Any) -> dict[str, Any]:
+    """Connection-pool options for a reader of Redis: a pooled connection that died with Redis
+    is reconnected and its command sent once more, so the first requests after Redis comes
+    back do not fail on dead sockets. (Without them redis-py gives pooled connections no retry;
+    a command the gateway resends is applied once by the engine's session ledger.)"""
+    return {
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [RedisConnectionError],
+        **pool_options,
+    }
 
 
 class CachesIncomplete(Exception):

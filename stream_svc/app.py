@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from exchange.v1 import streams_pb2, streams_pb2_grpc
 from mockex.auth import ApiKeyAuthenticator
+from mockex.caches import reconnecting
 from mockex.grpc_server import GrpcServer, start_grpc_server
 from stream_svc.config import StreamConfig
 from stream_svc.fanout import CloseReason, FanoutHub
@@ -50,7 +51,7 @@ class StreamApp:
     async def start(self) -> None:
         """Readiness is SERVING only while the feed is subscribed, so no subscriber a load
         balancer sends here misses a batch; the feed reconnects by itself."""
-        self._redis = Redis.from_url(self.config.redis_url)
+        self._redis = Redis.from_url(self.config.redis_url, **reconnecting())
         self._feed = EventFeed(self._redis, self.hub)
         await self._feed.start()
         try:
