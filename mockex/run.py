@@ -149,9 +149,10 @@ def check_kafka_data(kafka_dir: Path, ports: StackPorts) -> None:
     )
 
 
-def wait_for_scenario(gateway_port: int, key: str, timeout: float = 60.0) -> str:
-    """Until the simulator runs the scenario (a first run loads MOCKEX_SCENARIO); a line saying
-    where the event stands."""
+def wait_for_scenario(gateway_port: int, key: str, scenario: str, timeout: float = 30.0) -> str:
+    """Until the simulator runs the scenario (a first run loads `scenario`, MOCKEX_SCENARIO, a
+    moment after data_svc is up) and its first round is open; a line saying where the event
+    stands."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(f"127.0.0.1:{gateway_port}") as channel:
         schedule_of = competition_pb2_grpc.CompetitionServiceStub(channel).GetSchedule
@@ -161,7 +162,12 @@ def wait_for_scenario(gateway_port: int, key: str, timeout: float = 60.0) -> str
             schedule = schedule_of(
                 competition_pb2.GetScheduleRequest(), metadata=metadata, timeout=10
             )
-            if schedule.state != competition_pb2.LOADED or time.monotonic() > deadline:
+            starting = (
+                (schedule.state == competition_pb2.NOT_STARTED and scenario)
+                or schedule.state == competition_pb2.LOADED
+                or (schedule.state == competition_pb2.RUNNING and not schedule.round)
+            )
+            if not starting or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         if schedule.state == competition_pb2.NOT_STARTED:
@@ -184,7 +190,7 @@ def start_all(stack: ExchangeStack) -> None:
     print("==> starting the edge (Envoy)", flush=True)
     stack.start_edge()
     key = stack.admin_key
-    scenario = wait_for_scenario(ports.gateway, key)
+    scenario = wait_for_scenario(ports.gateway, key, stack.scenario)
     print(
         f"""
 Mockex is up ({time.monotonic() - started:.1f}s).

@@ -190,7 +190,11 @@ def test_run_restarts_a_killed_service_and_its_children_die_with_it(
     assert f"Redis redis://127.0.0.1:{ports.redis}/0   Kafka 127.0.0.1:{ports.kafka}" in text
     assert processes.port_open(ports.edge) and serving(ports.gateway)
     children = run.pid_files()
-    assert set(children) == {"redis", "kafka", "engine", "store", "stream", "gateway", "edge"}
+    assert set(children) == {
+        "redis", "kafka", "engine", "store", "stream", "gateway", "data", "edge",
+    }  # fmt: skip
+    # A first run plays the default scenario.
+    assert "simulator: default RUNNING, round 1; symbols ACME, GLOBX, INITECH, UMBRA\n" in text
 
     # The engine's log is kept forever and fsynced; snapshots keep Kafka's default.
     bootstrap = f"127.0.0.1:{ports.kafka}"
