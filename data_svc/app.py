@@ -26,6 +26,7 @@ from exchange.internal.v1 import simulator_pb2, simulator_pb2_grpc
 from exchange.v1 import admin_pb2, competition_pb2, market_pb2
 from mockex.grpc_server import GrpcServer, start_grpc_server
 from mockex.participant import ticks_to_price
+from mockex.ranking import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class SimulatorApp:
                     maker_fee_bps=rules.maker_fee_bps,
                     taker_fee_bps=rules.taker_fee_bps,
                     message_rate_per_second=rules.message_rate_per_second,
+                    ranking=METRICS[rules.ranking],
                 ),
             )
             schedule = scenario.schedule

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import yaml
 
 from data_svc.agents import AGENT_PARAMS
+from mockex.ranking import METRICS
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 CASH_UNITS_PER_CURRENCY = 10_000
@@ -262,6 +263,8 @@ class Rules:
     """How far below zero a position may go per symbol; the engine enforces it."""
     maker_fee_bps: float = 0.0
     taker_fee_bps: float = 0.0
+    ranking: str = "pnl"
+    """What the leaderboard and the reports rank by: a name of mockex.ranking.METRICS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -838,6 +841,7 @@ class _Reader:
             short_limit=fields.get("short_limit", count, 0),
             maker_fee_bps=fields.get("maker_fee_bps", fee, 0.0),
             taker_fee_bps=fields.get("taker_fee_bps", fee, 0.0),
+            ranking=fields.get("ranking", lambda n, p: self.choice(n, p, tuple(METRICS)), "pnl"),
         )
         fields.finish("the rules")
         return rules

@@ -16,6 +16,7 @@ the write waits (the idempotent producer retries), and the engine reports NOT_SE
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -31,7 +32,7 @@ from engine_svc.codec import settings_to_proto
 from engine_svc.config import EngineConfig
 from engine_svc.engine import MatchingEngine
 from engine_svc.recovery import recover
-from engine_svc.rules import RULES_VERSION, ExchangeSettings
+from engine_svc.rules import RULES_VERSION
 from engine_svc.servicer import CommandHandler
 from engine_svc.views import EngineViews
 from exchange.internal.v1 import engine_pb2
@@ -219,7 +220,8 @@ class EngineApp:
         config = self.config
         engine = self.engine
         current = engine.settings
-        desired = ExchangeSettings(
+        desired = dataclasses.replace(
+            current,
             rules_version=RULES_VERSION,
             short_limit=current.short_limit if config.short_limit is None else config.short_limit,
             max_open_orders=(

@@ -39,6 +39,9 @@ class ExchangeSettings:
     clamped to the book."""
     message_rate_per_second: int = 0
     """Requests per second per API key at the gateway (0: the gateway's own setting)."""
+    ranking: int = 0
+    """What the leaderboard and the reports rank by, an exchange.v1.RankingMetric number (0:
+    P&L); the engine only keeps it, the gateway and the store rank (mockex/ranking.py)."""
 
     @property
     def worst_fee_centi_bps(self) -> int:

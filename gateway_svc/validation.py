@@ -16,7 +16,7 @@ import grpc
 
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import admin_pb2, orders_pb2, types_pb2
-from mockex import participant
+from mockex import participant, ranking
 
 MAX_ORDER_QUANTITY = 1_000_000
 MAX_PRICE = 10_000_000.0
@@ -392,6 +392,13 @@ def changed_settings(
         settings.taker_fee_centi_bps = _fee_centi_bps(request.taker_fee_bps, "takerFeeBps")
         if settings.taker_fee_centi_bps < 0:
             raise invalid("takerFeeBps must not be negative (a rebate is for makers)")
+    if request.HasField("ranking"):
+        if request.ranking not in ranking.METRICS.values():
+            allowed = ", ".join(types_pb2.RankingMetric.Name(m) for m in ranking.METRICS.values())
+            known = request.ranking in types_pb2.RankingMetric.values()
+            shown = types_pb2.RankingMetric.Name(request.ranking) if known else request.ranking
+            raise invalid(f"ranking must be one of {allowed}, got {shown}")
+        settings.ranking = request.ranking
     return settings
 
 
@@ -405,4 +412,5 @@ def rules_of(settings: engine_pb2.ExchangeSettings) -> admin_pb2.Rules:
         mark_max_spread_ticks=settings.mark_max_spread_ticks,
         message_rate_per_second=settings.message_rate_per_second,
         rules_version=settings.rules_version,
+        ranking=ranking.metric_in_force(settings.ranking),
     )

@@ -198,6 +198,17 @@ score_samples = Table(
     Column("round_pnl_units", Text, nullable=False),
 )
 
+rankings = Table(
+    "rankings",
+    metadata,
+    # The rules' ranking (PNL or SHARPE) from each SettingsChanged on, keyed as round_marks; the
+    # reports rank by the last one in the log.
+    Column("exchange_sequence", BigInteger, primary_key=True),
+    Column("log_offset", BigInteger, nullable=False),
+    Column("event_index", BigInteger, nullable=False),
+    Column("ranking", Text, nullable=False),
+)
+
 log_positions = Table(
     "log_positions",
     metadata,
@@ -286,6 +297,7 @@ async def write_rows(engine: AsyncEngine, rows: Rows) -> None:
             (report_activity, rows.activity),
             (round_marks, rows.round_marks),
             (score_samples, rows.score_samples),
+            (rankings, rows.rankings),
         ):
             if table_rows:
                 await conn.execute(_insert(conn, table).on_conflict_do_nothing(), table_rows)

@@ -17,6 +17,7 @@ from store_svc.db import (
     fills,
     news,
     orders,
+    rankings,
     report_activity,
     round_marks,
     score_samples,
@@ -266,9 +267,22 @@ async def event_reports(
             tallies_by_round[span.round] = reports.tallies(groups, ticks)
             if span.round != reports.WHOLE_EVENT:
                 samples_by_round[span.round] = await _last_samples(conn, span)
+        metric = await _ranking_in_force(conn)
     return event, reports.build_reports(
-        event, participants, tallies_by_round, samples_by_round, round_number, user_id
+        event, participants, tallies_by_round, samples_by_round, round_number, user_id, metric
     )
+
+
+async def _ranking_in_force(conn: AsyncConnection) -> int:
+    """The metric of the log's last SettingsChanged (0, P&L, before any)."""
+    name = (
+        await conn.execute(
+            select(rankings.c.ranking)
+            .order_by(rankings.c.log_offset.desc(), rankings.c.event_index.desc())
+            .limit(1)
+        )
+    ).scalar()
+    return types_pb2.RankingMetric.Value(name) if name else 0
 
 
 def _within(table: Table, span: reports.Span) -> list[ColumnElement[bool]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import types_pb2
-from mockex import participant
+from mockex import participant, ranking
 
 Row = dict[str, Any]
 
@@ -224,6 +224,16 @@ def round_mark_row(event: engine_pb2.EngineEvent, log_offset: int, event_index: 
     return row
 
 
+def ranking_row(event: engine_pb2.EngineEvent, log_offset: int, event_index: int) -> Row:
+    """The ranking in force from a SettingsChanged on (the reports rank by the last one)."""
+    return {
+        "exchange_sequence": event.exchange_sequence,
+        "log_offset": log_offset,
+        "event_index": event_index,
+        "ranking": ranking.metric_name(event.settings_changed.settings.ranking),
+    }
+
+
 def score_rows(event: engine_pb2.EngineEvent, log_offset: int, event_index: int) -> list[Row]:
     return [
         {
@@ -270,6 +280,7 @@ class Rows:
     activity: list[Row] = field(default_factory=list)
     round_marks: list[Row] = field(default_factory=list)
     score_samples: list[Row] = field(default_factory=list)
+    rankings: list[Row] = field(default_factory=list)
     participants: set[str] = field(default_factory=set)
     """Who reports are kept for, across polls: the consumer passes its own set (read from the
     accounts table at start), which each AccountCreated of a participant adds to."""
@@ -291,13 +302,14 @@ class Rows:
                 self.activity,
                 self.round_marks,
                 self.score_samples,
+                self.rankings,
             )
         )
 
     def add_batch(self, batch: engine_pb2.EngineBatch, log_offset: int) -> None:
         """Rows of one EngineBatch found at `log_offset` of the events topic, from its events only
         (orders from the five order events, fills, trades, listings, accounts, and the facts of
-        the reports: participants' orders, fills and conversions, rounds, scores)."""
+        the reports: participants' orders, fills and conversions, rounds, scores, rankings)."""
         for event_index, event in enumerate(batch.events):
             kind = event.WhichOneof("event")
             if kind in participant.ORDER_EVENT_KINDS:
@@ -332,6 +344,8 @@ class Rows:
                 self.round_marks.append(round_mark_row(event, log_offset, event_index))
             elif kind == "scores_sampled":
                 self.score_samples.extend(score_rows(event, log_offset, event_index))
+            elif kind == "settings_changed":
+                self.rankings.append(ranking_row(event, log_offset, event_index))
             elif (
                 kind == "conversion_executed"
                 and event.conversion_executed.user_id in self.participants

@@ -14,6 +14,8 @@ decide which round each belongs to and build the participant-facing reports.
   finished round the one it takes at the round's end, so the figures are the leaderboard's at
   that moment. The engine's equity holds whatever moved cash or positions (fills, conversions,
   resets, the organizer's cash), so nothing here recomputes it from the events.
+- Participants rank by the event's total in the metric of the last ranking the log set (P&L
+  unless the rules name another), with the leaderboard's key (mockex/ranking.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from decimal import Decimal
 
 from exchange.v1 import reports_pb2
 from mockex.participant import CASH_UNITS_PER_CURRENCY, timestamp, units_to_cash
+from mockex.ranking import rank_key
 from store_svc.records import (
     ACTIVITY_ACCEPTED,
     ACTIVITY_CONVERSION,
@@ -215,15 +218,19 @@ def round_report(span: Span, tally: Tally | None, sample: Sample | None) -> repo
     return report
 
 
-def ranking(participants: Iterable[str], event_samples: Mapping[str, Sample]) -> list[str]:
-    """By P&L over the event, best first, ties by user id (the leaderboard's order); a
-    participant without a sample yet counts 0."""
+def ranking(
+    participants: Iterable[str], event_samples: Mapping[str, Sample], metric: int = 0
+) -> list[str]:
+    """By the event's score in the rules' ranking metric (0: P&L), best first, ties by P&L then
+    user id (the leaderboard's order); a participant without a sample yet counts 0."""
 
-    def pnl(user_id: str) -> int:
+    def key(user_id: str) -> tuple[float, float, str]:
         sample = event_samples.get(user_id)
-        return sample.pnl_units if sample is not None else 0
+        if sample is None:
+            return rank_key(metric, user_id, 0, 0.0)
+        return rank_key(metric, user_id, sample.pnl_units, sample.sharpe)
 
-    return sorted(participants, key=lambda user_id: (-pnl(user_id), user_id))
+    return sorted(participants, key=key)
 
 
 def build_reports(
@@ -233,10 +240,12 @@ def build_reports(
     samples_by_round: Mapping[int, Mapping[str, Sample]],
     only_round: int = WHOLE_EVENT,
     only_user: str = "",
+    metric: int = 0,
 ) -> list[reports_pb2.ParticipantReport]:
-    """Every participant's report (or `only_user`'s), rank 1 first. The figures are keyed by
-    round number, WHOLE_EVENT for the total, whose samples rank everyone whatever is asked."""
-    ranked = ranking(participants, samples_by_round.get(WHOLE_EVENT, {}))
+    """Every participant's report (or `only_user`'s), rank 1 first by `metric` (the rules'
+    ranking). The figures are keyed by round number, WHOLE_EVENT for the total, whose samples
+    rank everyone whatever is asked."""
+    ranked = ranking(participants, samples_by_round.get(WHOLE_EVENT, {}), metric)
     spans = event.spans(only_round)
     reports = []
     for rank, user_id in enumerate(ranked, start=1):

@@ -41,6 +41,7 @@ from engine_svc.events import (
 )
 from engine_svc.orders import OrderType, Side, TimeInForce
 from engine_svc.rules import RULES_VERSION, ExchangeSettings
+from mockex.ranking import METRICS
 
 NS_PER_SECOND = 1_000_000_000
 MINUTE_NS = 60 * NS_PER_SECOND
@@ -116,7 +117,7 @@ class Tape:
 
 def exchange_settings(rules: Rules) -> ExchangeSettings:
     """The scenario's rules as the engine's settings: it enforces the limits and charges the
-    fees (in hundredths of a basis point)."""
+    fees (in hundredths of a basis point), and keeps the ranking."""
     return ExchangeSettings(
         rules_version=RULES_VERSION,
         short_limit=rules.short_limit,
@@ -125,6 +126,7 @@ def exchange_settings(rules: Rules) -> ExchangeSettings:
         maker_fee_centi_bps=round(rules.maker_fee_bps * 100),
         taker_fee_centi_bps=round(rules.taker_fee_bps * 100),
         message_rate_per_second=rules.message_rate_per_second,
+        ranking=METRICS[rules.ranking],
     )
 
 

@@ -5,7 +5,8 @@ engine_svc/scoring.py and docs/matching.md): the mid of a narrow two-sided book,
 trade clamped into the book, else the reference price. A position of a symbol without a mark is
 worth its own average price. P&L is equity minus the starting value, so a participant who never
 traded has P&L 0 while prices stand at the cost basis of the grants; on the leaderboard it is
-the P&L over the whole event (every round so far).
+the P&L over the whole event (every round so far), and it ranks by it unless the rules' ranking
+names another metric (mockex/ranking.py, the reports' order too).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from exchange.v1 import accounts_pb2, accounts_pb2_grpc, types_pb2
 from gateway_svc.exchange import Exchange
 from gateway_svc.interceptors import current_caller
 from gateway_svc.validation import RequestError
-from mockex import names, participant
+from mockex import names, participant, ranking
 from mockex.caches import check_complete
 
 
@@ -89,9 +90,14 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         )
         for entry in ranked:
             mark_to_market(entry.account, marks)
-        ranked.sort(key=lambda entry: (-event_pnl(entry), entry.account.user_id))
+        metric = ranking.metric_in_force((await self.exchange.settings()).ranking)
+        ranked.sort(
+            key=lambda entry: ranking.rank_key(
+                metric, entry.account.user_id, event_pnl(entry), entry.sharpe
+            )
+        )
         response = accounts_pb2.GetLeaderboardResponse(
-            timestamp=participant.timestamp(time.time_ns())
+            timestamp=participant.timestamp(time.time_ns()), ranked_by=metric
         )
         for rank, entry in enumerate(ranked, start=1):
             account = entry.account

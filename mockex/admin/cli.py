@@ -19,7 +19,7 @@ from typing import TextIO
 import grpc
 
 from exchange.v1 import admin_pb2, admin_pb2_grpc, competition_pb2, competition_pb2_grpc
-from mockex import settings
+from mockex import ranking, settings
 from mockex.admin import export, teams
 from mockex.processes import REPO_ROOT
 
@@ -34,6 +34,15 @@ SCENARIO_STATES = {
 }
 TEAM_ERRORS = (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT)
 """Refusals of one team of a teams file; any other error stops create-teams."""
+
+
+def ranking_metric(name: str) -> int:
+    """--ranking's value: a metric's name as its RankingMetric number."""
+    if name not in ranking.METRICS:
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(ranking.METRICS)}")
+    return ranking.METRICS[name]
+
+
 RULES_OPTIONS = {
     "short_limit": ("--short-limit", int, "how far below zero a position may go per symbol"),
     "max_open_orders": ("--max-open-orders", int, "open orders per participant (0: no limit)"),
@@ -42,6 +51,7 @@ RULES_OPTIONS = {
     "taker_fee_bps": ("--taker-fee-bps", float, "fee of the incoming side, basis points"),
     "mark_max_spread_ticks": ("--mark-max-spread-ticks", int, "widest book marked at its mid"),
     "message_rate_per_second": ("--message-rate", int, "requests per second per API key"),
+    "ranking": ("--ranking", ranking_metric, "what the leaderboard and the reports rank by"),
 }
 
 EPILOG = """\
@@ -322,6 +332,8 @@ def rules(client: AdminClient, args: argparse.Namespace, output: Output) -> int:
         answer = client.call("GetRules", admin_pb2.GetRulesRequest())
     for field in answer.rules.DESCRIPTOR.fields:
         value = getattr(answer.rules, field.name)
+        if field.enum_type is not None:
+            value = field.enum_type.values_by_number[value].name.lower()
         output.result(
             f"{field.name}: {value:g}" if isinstance(value, float) else f"{field.name}: {value}"
         )
@@ -467,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, (flag, kind, help) in RULES_OPTIONS.items():
         metavar = "N" if kind is int else "BPS" if name.endswith("bps") else "X"
+        if kind is ranking_metric:
+            metavar = "|".join(ranking.METRICS)
         rules_command.add_argument(flag, dest=name, type=kind, metavar=metavar, help=help)
 
     export_command = command(

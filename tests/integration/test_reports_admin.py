@@ -4,7 +4,8 @@ Two rounds (the second restarted with resets) with trades, fees and rejected ord
 and GET /admin/results agree with what the test computes from its own fills. The command line
 (`python -m mockex.admin`, in-process and once as a process) creates teams from a CSV, disables a
 user with open orders, exports the results, lists the shipped scenarios from the stack's
-simulator (data_svc, running with none loaded) and prints a refusal as one line.
+simulator (data_svc, running with none loaded) and prints a refusal as one line. The rules'
+ranking orders the leaderboard and the results alike.
 """
 
 from __future__ import annotations
@@ -253,6 +254,52 @@ async def test_round_reports_match_the_participants_own_fills(
     pnls = [entry["total"]["pnl"] for entry in results["reports"]]
     assert pnls == sorted(pnls, reverse=True)
     assert_error(rest.call("GET", "/admin/results", key=alice.api_key), 403, 7)
+
+
+def by_sharpe(entries: list[dict], figures: str = "") -> list[dict]:
+    """Entries (or reports, with their `total` figures) ranked by sharpe, P&L, user id."""
+
+    def key(entry: dict) -> tuple[float, float, str]:
+        scores = entry[figures] if figures else entry
+        return (-scores["sharpe"], -scores["pnl"], entry["userId"])
+
+    return sorted(entries, key=key)
+
+
+async def test_the_rules_ranking_orders_the_leaderboard_and_the_results(
+    exchange: Exchange, rest: Edge, cli: Cli
+) -> None:
+    """Ranked by sharpe (set on the command line), the leaderboard says so and ranks by sharpe,
+    then P&L, then user id, and so do the results; back to P&L afterwards. (Sharpe needs
+    minutes of samples, so here it mostly ties and P&L decides; test_ranking.py and
+    test_store_reports.py have sharpe decide.)"""
+    symbol = await exchange.add_symbol(reference_price=100.0)
+    buyer = await exchange.participant(cash=CASH)
+    seller = await exchange.participant(cash=CASH, positions={symbol: 10})
+    await seller.place(symbol, "SELL", 10, 90.0)
+    assert (await buyer.place(symbol, "BUY", 10, 90.0, tif="IOC")).status == types_pb2.FILLED
+    try:
+        assert "ranking: sharpe" in cli.ok("rules", "--ranking", "sharpe").splitlines()
+        assert rest.ok("GET", "/admin/rules", key=ADMIN_KEY)["ranking"] == "SHARPE"
+        board = rest.ok("GET", "/leaderboard")
+        assert board["rankedBy"] == "SHARPE"
+        entries = board["entries"]
+        assert {buyer.user_id, seller.user_id} <= {entry["userId"] for entry in entries}
+        assert entries == by_sharpe(entries)
+        assert [entry["rank"] for entry in entries] == list(range(1, len(entries) + 1))
+        reports = rest.ok("GET", "/admin/results", key=ADMIN_KEY)["reports"]
+        assert reports == by_sharpe(reports, "total")
+        refused = rest.call(
+            "POST", "/admin/rules", {"ranking": "RANKING_METRIC_UNSPECIFIED"}, ADMIN_KEY
+        )
+        assert_error(refused, 400, 3, "ranking must be one of PNL, SHARPE")
+    finally:
+        rules = rest.ok("POST", "/admin/rules", {"ranking": "PNL"}, ADMIN_KEY)
+    assert rules["ranking"] == "PNL"
+    board = rest.ok("GET", "/leaderboard")
+    assert board["rankedBy"] == "PNL"
+    pnls = [entry["pnl"] for entry in board["entries"]]
+    assert pnls == sorted(pnls, reverse=True)
 
 
 async def test_create_teams_from_a_csv_and_a_team_trades(

@@ -369,7 +369,8 @@ def test_account_and_leaderboard(rest: Edge) -> None:
     assert (account["startingValue"], account["equity"], account["pnl"]) == (6_000, 6_000, 0)
 
     board = rest.ok("GET", "/leaderboard")
-    assert set(board) == {"entries", "timestamp"}
+    assert set(board) == {"entries", "timestamp", "rankedBy"}
+    assert board["rankedBy"] == "PNL"
     ranks = [entry["rank"] for entry in board["entries"]]
     assert ranks == list(range(1, len(ranks) + 1))
     mine = next(entry for entry in board["entries"] if entry["userId"] == account["userId"])

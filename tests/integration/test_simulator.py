@@ -274,6 +274,23 @@ def test_a_bulk_created_team_trades_with_the_bots_and_the_kill_switch_stops_it(
         assert found["status"] == "CANCELLED", found
 
 
+def test_an_engine_killed_with_9_keeps_the_scenarios_rules_and_the_bots_trade_on(
+    stack: ExchangeStack, rest: Edge
+) -> None:
+    rules = rest.ok("GET", "/admin/rules", key=ADMIN_KEY)
+    assert (rules["positionLimit"], rules["messageRatePerSecond"]) == ("10000", "20"), rules
+    last = rest.ok("GET", "/market/trades/ACME?limit=1")["trades"][0]
+    stack.processes["engine"].kill()
+    stack.start_service("engine")
+    # A restart logs only what its environment changes: the scenario's rules stand.
+    assert rest.ok("GET", "/admin/rules", key=ADMIN_KEY) == rules
+    until(
+        lambda: rest.ok("GET", "/market/trades/ACME?limit=1")["trades"][0] != last,
+        30,
+        "ACME trades after the engine's restart",
+    )
+
+
 def test_a_short_scenario_plays_its_rounds_on_time(stack: ExchangeStack, rest: Edge) -> None:
     loaded = rest.ok("POST", "/admin/scenario/load", {"name": "quick", "seed": 3}, ADMIN_KEY)
     assert loaded["name"] == "quick" and loaded["symbols"] == ["QACME"] and loaded["rounds"] == 2

@@ -490,6 +490,7 @@ EXPECTED_ROW_COUNTS = {
     "report_activity": 2,  # alice's order accepted and its fill (reports: participants only)
     "round_marks": 0,
     "score_samples": 0,
+    "rankings": 0,
 }
 
 

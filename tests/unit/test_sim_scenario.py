@@ -88,6 +88,13 @@ def test_a_valid_file_gives_frozen_values_with_defaults() -> None:
         scenario.name = "other"  # type: ignore[misc]
 
 
+def test_the_ranking_is_pnl_unless_the_rules_name_sharpe() -> None:
+    assert parse_scenario(VALID, "tiny.yaml").rules.ranking == "pnl"
+    text = VALID.replace("  max_open_orders: 10", "  max_open_orders: 10\n  ranking: sharpe")
+    assert parse_scenario(text, "tiny.yaml").rules.ranking == "sharpe"
+    assert load_scenario(scenario_path("volatile-news")).rules.ranking == "sharpe"
+
+
 CASES = [
     # (replace this, with that, error pattern, the line it must name: fragment of the result)
     (
@@ -240,6 +247,12 @@ CASES = [
         "  max_open_orders: 10\n  message_rate_per_second: 2.5",
         r"rules\.message_rate_per_second must be a whole number 0 or more, got 2\.5",
         "message_rate_per_second: 2.5",
+    ),
+    (
+        "  max_open_orders: 10",
+        "  max_open_orders: 10\n  ranking: drawdown",
+        r'rules\.ranking must be one of pnl, sharpe, got "drawdown"',
+        "ranking: drawdown",
     ),
     (
         "  max_open_orders: 10",

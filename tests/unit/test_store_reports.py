@@ -166,6 +166,22 @@ def test_ranking_is_by_event_pnl_then_user_id():
     assert ranking(["alice", "bob", "carol", "dave"], samples) == ["bob", "carol", "dave", "alice"]
 
 
+def test_ranking_by_sharpe_is_by_sharpe_then_pnl_then_user_id():
+    samples = {
+        "carol": Sample(0, 0, 500, 0, 0.5, ()),
+        "alice": Sample(0, 0, -5, 0, 1.2, ()),
+        "bob": Sample(0, 0, 900, 0, 0.5, ()),
+        "erin": Sample(0, 0, 500, 0, 0.5, ()),
+    }
+    assert ranking(["alice", "bob", "carol", "dave", "erin"], samples, types_pb2.SHARPE) == [
+        "alice",
+        "bob",
+        "carol",
+        "erin",
+        "dave",
+    ]
+
+
 def two_round_event() -> Event:
     return Event(
         "calm",
@@ -422,3 +438,52 @@ async def test_a_round_not_played_is_named_with_the_rounds_that_were(database):
         await write_rows(database, rows)
     with pytest.raises(queries.UnknownRound, match=r"round 3 .* \(rounds: 1, 2\)"):
         await queries.event_reports(database, "alice", 3)
+
+
+async def test_reports_rank_by_the_last_ranking_the_log_set(database):
+    """alice made more, bob more steadily: P&L puts alice first, sharpe bob, and the log's last
+    SettingsChanged decides (the store learns the ranking from the log, as the leaderboard)."""
+    score = engine_pb2.ScoresSampled(
+        scores=[
+            engine_pb2.ParticipantScore(user_id="alice", pnl_units=90_000, sharpe=0.2),
+            engine_pb2.ParticipantScore(user_id="bob", pnl_units=30_000, sharpe=1.5),
+        ]
+    )
+    events = [
+        engine_pb2.EngineEvent(
+            exchange_sequence=1, account_created=engine_pb2.AccountCreated(user_id="alice")
+        ),
+        engine_pb2.EngineEvent(
+            exchange_sequence=2, account_created=engine_pb2.AccountCreated(user_id="bob")
+        ),
+        engine_pb2.EngineEvent(exchange_sequence=3, timestamp_ns=MINUTE, scores_sampled=score),
+    ]
+    participants: set[str] = set()
+    rows = Rows(participants=participants)
+    rows.add_batch(engine_pb2.EngineBatch(events=events), 0)
+    await write_rows(database, rows)
+
+    async def ranked() -> list[str]:
+        return [report.user_id for report in (await queries.event_reports(database, "", 0))[1]]
+
+    assert await ranked() == ["alice", "bob"]
+    for offset, metric, expected in (
+        (1, types_pb2.SHARPE, ["bob", "alice"]),
+        (2, types_pb2.PNL, ["alice", "bob"]),
+    ):
+        rows = Rows(participants=participants)
+        changed = engine_pb2.SettingsChanged(
+            settings=engine_pb2.ExchangeSettings(rules_version=RULES_VERSION, ranking=metric)
+        )
+        event = engine_pb2.EngineEvent(exchange_sequence=3 + offset, settings_changed=changed)
+        rows.add_batch(engine_pb2.EngineBatch(events=[event]), offset)
+        assert rows.rankings == [
+            {
+                "exchange_sequence": 3 + offset,
+                "log_offset": offset,
+                "event_index": 0,
+                "ranking": types_pb2.RankingMetric.Name(metric),
+            }
+        ]
+        await write_rows(database, rows)
+        assert await ranked() == expected

@@ -1,7 +1,7 @@
 """Facts of the end-of-round reports: accounts with their role, participants' orders, fills,
-rejections and ETF conversions, round marks and score samples, each at its first place in the log
-and keyed by what it is (an order's id, an event's exchange-wide sequence), so a batch the log
-holds twice counts once.
+rejections and ETF conversions, round marks, score samples and the rules' rankings, each at its
+first place in the log and keyed by what it is (an order's id, an event's exchange-wide
+sequence), so a batch the log holds twice counts once.
 
 The store then reads the log again from its start (the rows of every other table are written
 idempotently), so a database that existed before this migration has its reports too. On a long
@@ -68,10 +68,18 @@ def upgrade() -> None:
         sa.Column("sharpe", sa.Float, nullable=False),
         sa.Column("round_pnl_units", sa.Text, nullable=False),
     )
+    op.create_table(
+        "rankings",
+        sa.Column("exchange_sequence", sa.BigInteger, primary_key=True),
+        sa.Column("log_offset", sa.BigInteger, nullable=False),
+        sa.Column("event_index", sa.BigInteger, nullable=False),
+        sa.Column("ranking", sa.Text, nullable=False),
+    )
     op.execute("DELETE FROM log_positions")
 
 
 def downgrade() -> None:
+    op.drop_table("rankings")
     op.drop_table("score_samples")
     op.drop_table("round_marks")
     op.drop_index("ix_report_activity_user", table_name="report_activity")
