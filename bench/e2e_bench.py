@@ -856,6 +856,7 @@ CPU_COLUMNS = (
     "stream",
     "gateway",
     "gateway2",
+    "data",
     "clients",
     "bench",
 )
