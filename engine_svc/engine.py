@@ -586,17 +586,25 @@ class MatchingEngine:
         running = now - competition.running_since if competition.running_since else 0
         return competition.elapsed + running
 
-    def start_round(self, round_number: int, ends_at: int, reset: bool, now: int) -> list[Event]:
+    def start_round(
+        self, round_number: int, ends_at: int, reset: bool, now: int, restart: bool = False
+    ) -> list[Event]:
         """A new round (a round still open ends first). With `reset`, participants start again
         from their starting cash and positions (their orders cancelled). P&L between rounds is
-        no round's and not the event's."""
+        no round's and not the event's. Only an explicit `restart` (with `reset`) starts the
+        round in progress again: a StartRound repeated is refused, never a second reset."""
         competition = self.competition
-        restart = reset and competition.round_open and round_number == competition.round
+        if restart and not (reset and competition.round_open and round_number == competition.round):
+            message = (
+                f"restart applies to the round in progress with resetAccounts (round "
+                f"{competition.round} is {'open' if competition.round_open else 'over'})"
+            )
+            return [_refused(Refusal.FAILED_PRECONDITION, message, now)]
         if round_number <= competition.round and not restart:
             message = (
                 f"round {round_number} has started already (the round now is "
-                f"{competition.round}); to start it again with every participant reset, "
-                "send resetAccounts"
+                f"{competition.round}); to start the round in progress again with every "
+                "participant reset, send restart with resetAccounts"
             )
             return [_refused(Refusal.FAILED_PRECONDITION, message, now)]
         events: list[Event] = []

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = 2
+RULES_VERSION = 3
 """Raise it with every change to matching, risk or accounting that changes an event: a log
 written under an older version is then replayed without the byte-for-byte check, and the engine
-logs the version it takes over with. 2: fees, position limits, marks and scores, rounds."""
+logs the version it takes over with. 2: fees, position limits, marks and scores, rounds. 3: the
+round in progress restarts only on an explicit restart (a repeated StartRound is refused)."""
 
 FEE_UNITS_PER_RATE = 1_000_000
 """Fee rates are in hundredths of a basis point: a fee is notional * rate / 1,000,000."""

@@ -134,7 +134,9 @@ class CommandHandler:
             )
         if kind == "start_round":
             start = command.start_round
-            return engine.start_round(start.round, start.ends_at_ns, start.reset_accounts, now)
+            return engine.start_round(
+                start.round, start.ends_at_ns, start.reset_accounts, now, start.restart
+            )
         if kind == "end_round":
             end = command.end_round
             return engine.end_round(end.round, now, end.next_round_starts_at_ns)

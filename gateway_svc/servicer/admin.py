@@ -204,7 +204,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         ends_at = time.time_ns() + int(duration * 1e9)
         await self._run(
             start_round=engine_pb2.StartRoundCommand(
-                round=request.round, ends_at_ns=ends_at, reset_accounts=request.reset_accounts
+                round=request.round,
+                ends_at_ns=ends_at,
+                reset_accounts=request.reset_accounts,
+                restart=request.restart,
             )
         )
         return admin_pb2.StartRoundResponse()

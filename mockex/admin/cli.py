@@ -312,7 +312,7 @@ def reset_round(client: AdminClient, args: argparse.Namespace, output: Output) -
             now = "no round is in progress"
         raise CommandError(f"round {args.number} is not in progress ({now}); nothing was reset")
     request = admin_pb2.StartRoundRequest(
-        round=args.number, duration_seconds=args.duration, reset_accounts=True
+        round=args.number, duration_seconds=args.duration, reset_accounts=True, restart=True
     )
     client.call("StartRound", request)
     output.result(

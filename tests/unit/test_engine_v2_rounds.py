@@ -408,13 +408,37 @@ def test_starting_a_round_already_started_is_refused_and_changes_nothing():
     ]
 
 
-def test_starting_the_round_in_progress_again_with_reset_restarts_it_without_banking():
+def test_a_repeated_start_with_reset_is_refused_and_resets_nobody_again():
+    engine = new_engine()
+    running_round(engine)
+    engine.start_round(2, ENDS, True, now=3)
+    buy(engine, "alice", 100, 5, now=4)
+    before = holdings(engine, "alice"), engine.exchange_sequence
+
+    events = engine.start_round(2, ENDS, True, now=5)  # the same command, sent again
+
+    assert [e.reason for e in events] == [Refusal.FAILED_PRECONDITION]
+    assert "send restart with resetAccounts" in events[0].message
+    assert (holdings(engine, "alice"), engine.exchange_sequence) == before
+
+
+def test_restart_applies_only_to_the_round_in_progress_with_reset():
+    engine = new_engine()
+    running_round(engine)
+    for number, reset in ((1, False), (2, True)):
+        events = engine.start_round(number, ENDS, reset, now=3, restart=True)
+        assert [e.reason for e in events] == [Refusal.FAILED_PRECONDITION]
+        assert "restart applies to the round in progress" in events[0].message
+    assert engine.competition.round == 1
+
+
+def test_starting_the_round_in_progress_again_with_restart_resets_it_without_banking():
     engine = new_engine()
     running_round(engine)
     buy(engine, "alice", 100, 5, now=3)
     mark_to(engine, 120, now=4)  # alice's 15 ACME gain 300,000 in round 1 so far
 
-    events = engine.start_round(1, ENDS, True, now=5)
+    events = engine.start_round(1, ENDS, True, now=5, restart=True)
 
     assert not [e for e in events if isinstance(e, RoundEnded)]
     assert [e.user_id for e in events if isinstance(e, AccountReset)] == ["alice", "bob"]
