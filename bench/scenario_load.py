@@ -101,14 +101,15 @@ def measure(args: argparse.Namespace) -> dict:
             log(f"warm-up {args.warmup:.0f} s")
             time.sleep(args.warmup)
             meter = CpuMeter({name: process.pid for name, process in stack.processes.items()})
-            before_status = status(stack.ports.data)
+            # The counters next to the CPU samples; the log's end offsets (slower) outside.
             before_offset = log_end_offset(stack.kafka_bootstrap, stack.events_topic)
+            before_status = status(stack.ports.data)
             before_cpu = meter.sample()
             log(f"measuring {args.seconds:.0f} s")
             time.sleep(args.seconds)
             after_cpu = meter.sample()
-            after_offset = log_end_offset(stack.kafka_bootstrap, stack.events_topic)
             after_status = status(stack.ports.data)
+            after_offset = log_end_offset(stack.kafka_bootstrap, stack.events_topic)
         finally:
             stack.stop()
     wall = after_cpu[0] - before_cpu[0]

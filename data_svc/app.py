@@ -17,7 +17,7 @@ import grpc
 from data_svc.config import SimulatorConfig
 from data_svc.gateway import GatewayClient
 from data_svc.log_follower import LogFollower
-from data_svc.market import LOADED, ExchangeState
+from data_svc.market import LOADED, PAUSED, RUNNING, STOPPED, ExchangeState
 from data_svc.prices import FairValues
 from data_svc.runner import ScenarioRunner, SimulatorStats
 from data_svc.scenario import Scenario, ScenarioError, load_scenario
@@ -102,11 +102,13 @@ class SimulatorApp:
             await self._autoload()
         assert self.grpc is not None
         while True:
-            now = time.time_ns()
             try:
-                runner = await self._follow(now)
-                if runner is not None:
-                    await runner.tick(now)
+                # A load in progress has the lock: the next step follows what it made.
+                async with self._loading:
+                    now = time.time_ns()
+                    runner = await self._follow(now)
+                    if runner is not None:
+                        await runner.tick(now)
                 await self.grpc.set_serving(True)
             except (grpc.aio.AioRpcError, ScenarioError, OSError) as error:
                 log.warning("simulator step failed, trying again: %s", _describe(error))
@@ -114,8 +116,10 @@ class SimulatorApp:
             await asyncio.sleep(self.config.tick_seconds)
 
     async def _autoload(self) -> None:
+        """Until the scenario runs: a load that failed after logging it LOADED (nobody has
+        traded in it yet) is made again."""
         name, seed = self.config.scenario, self.config.seed
-        while not self.state.scenario.name:
+        while self.state.scenario.state in (0, LOADED):
             try:
                 await self.load(name, seed, paused=False)
                 return
@@ -128,8 +132,6 @@ class SimulatorApp:
 
     async def _follow(self, now: int) -> ScenarioRunner | None:
         """The runner of the scenario the log names (a new one when that changed)."""
-        if self._loading.locked():
-            return None
         status = self.state.scenario
         key = (status.name, status.seed, status.loaded_sequence)
         if self.runner is not None and self.runner.key == key:
@@ -225,14 +227,18 @@ class SimulatorApp:
             )
             if self.runner is not None:
                 await self.runner.stop()
+                self.runner = None
             status = self.state.scenario
-            self.runner = self._new_runner(scenario, status.seed, status.loaded_sequence)
-            await self.runner.open_bot_accounts()
+            # Attached only once it is complete: after a failure on the way the driver attaches
+            # a runner to what the log shows.
+            runner = self._new_runner(scenario, status.seed, status.loaded_sequence)
+            await runner.open_bot_accounts()
             if not paused:
                 await call(
                     admin.SetScenario, admin_pb2.SetScenarioRequest(state=competition_pb2.RUNNING)
                 )
-            self.runner.start_clock(time.time_ns())
+            runner.start_clock(time.time_ns())
+            self.runner = runner
             log.info(
                 "loaded scenario %s seed %d (%s): %d symbols, %d bots%s",
                 scenario.name,
@@ -280,7 +286,12 @@ class SimulatorApp:
             if basket is not None:
                 request.basket.update(dict(basket.shares))
                 request.conversion_fee = basket.conversion_fee
-            await call(admin.AddSymbol, request)
+            try:
+                await call(admin.AddSymbol, request)
+            except grpc.aio.AioRpcError as error:
+                # Absent a moment ago: a retried call of ours that had been applied.
+                if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
 
     async def _until(self, condition) -> None:
         deadline = time.monotonic() + LOG_WAIT_SECONDS
@@ -315,7 +326,8 @@ class SimulatorApp:
         return answer
 
 
-_STATE_NAMES = {1: "LOADED", 2: "RUNNING", 3: "PAUSED", 4: "FINISHED"}
+_STATE_NAMES = {LOADED: "LOADED", RUNNING: "RUNNING", PAUSED: "PAUSED", STOPPED: "FINISHED"}
+"""The engine's scenario states by the public names (competition.proto EventState)."""
 
 
 def _describe(error: BaseException) -> str:

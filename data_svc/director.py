@@ -60,6 +60,18 @@ class FinishScenario:
 Operation = StartRound | EndRound | OpenMarket | CloseMarket | PublishNews | FinishScenario
 
 
+def identity(operation: Operation) -> tuple:
+    """What an operation does, without the figures that change from one look to the next (a
+    round's remaining duration): the runner sends each at most once while its event travels."""
+    match operation:
+        case StartRound(number) | EndRound(number):
+            return (type(operation).__name__, number)
+        case PublishNews(news_id):
+            return ("PublishNews", news_id)
+        case _:
+            return (type(operation).__name__,)
+
+
 def timeline_news_id(state: ExchangeState, cycle: int, index: int) -> str:
     """The id of the scenario's news item `index` in a pass over a repeating schedule (0 when
     it does not repeat): the same after a restart, another when the scenario is loaded again."""

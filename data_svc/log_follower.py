@@ -45,8 +45,6 @@ class LogFollower:
         self._stopping = asyncio.Event()
         self.caught_up = asyncio.Event()
         """Set once the state holds the log as it stood when the follower started."""
-        self.changed = asyncio.Event()
-        """Set after each poll that applied records (the runner clears it)."""
         self.task: asyncio.Task[None] | None = None
         self.records = 0
 
@@ -95,8 +93,6 @@ class LogFollower:
             for records in polled.values():
                 for record in records:
                     self._apply(record.value, record.offset)
-            if polled:
-                self.changed.set()
             if not self.caught_up.is_set():
                 # The position, not the last record: transaction markers count in the end.
                 if await self._position() >= target:

@@ -10,6 +10,7 @@ accounts of participants are not.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -256,7 +257,7 @@ class ExchangeState:
             account.open_orders.pop(order.order_id, None)
         elif resting is not None:
             remaining = order.quantity - order.filled_quantity
-            account.open_orders[order.order_id] = _with_remaining(resting, remaining)
+            account.open_orders[order.order_id] = dataclasses.replace(resting, remaining=remaining)
 
     def _order_finished(self, order: engine_pb2.OrderState) -> None:
         account = self.bots.get(order.user_id)
@@ -305,19 +306,6 @@ class ExchangeState:
     def _round_ended(self, event: engine_pb2.EngineEvent) -> None:
         self.round_open = False
         self.round_ends_at = 0
-
-
-def _with_remaining(order: RestingOrder, remaining: int) -> RestingOrder:
-    return RestingOrder(
-        order.order_id,
-        order.client_order_id,
-        order.symbol,
-        order.side,
-        order.price,
-        remaining,
-        order.created_at,
-        order.hold_fee,
-    )
 
 
 _HANDLERS = {

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import assert_never
 
 import grpc
 
@@ -46,11 +47,19 @@ class KindStats:
     """Monotonic times of the orders of the last RATE_WINDOW_S."""
     since: float = field(default_factory=time.monotonic)
 
+    def count_order(self, now: float) -> None:
+        self.orders += 1
+        self.sent_at.append(now)
+        self._forget_before(now)
+
     def orders_per_second(self, now: float) -> float:
-        while self.sent_at and now - self.sent_at[0] > RATE_WINDOW_S:
-            self.sent_at.popleft()
+        self._forget_before(now)
         window = min(RATE_WINDOW_S, now - self.since)
         return len(self.sent_at) / window if window > 0 else 0.0
+
+    def _forget_before(self, now: float) -> None:
+        while self.sent_at and now - self.sent_at[0] > RATE_WINDOW_S:
+            self.sent_at.popleft()
 
 
 @dataclass
@@ -89,7 +98,8 @@ class ScenarioRunner:
         self.news_applied = 0
         """How many of the state's news the fair values hold."""
         self.arrivals: ArrivalSchedule | None = None
-        self._sent: dict[director.Operation, float] = {}
+        self._sent: dict[tuple, float] = {}
+        """When each operation (by what it does, not its changing figures) was last sent."""
         self._keys_missing = False
         self._repairing: asyncio.Task[None] | None = None
         self._busy: set[str] = set()
@@ -175,10 +185,13 @@ class ScenarioRunner:
         if self._keys_missing and (self._repairing is None or self._repairing.done()):
             self._keys_missing = False
             self._repairing = asyncio.create_task(self.open_bot_accounts())
+            self._repairing.add_done_callback(_log_failure)
         if state.scenario.state != RUNNING or not state.market_open or not state.round_open:
             return
         for bot, arrival in due:
-            self._decide(bot, arrival.decision_id, arrival.rng(), clock, now)
+            # The event in the id: a scenario loaded again the same day sends new clientOrderIds.
+            decision_id = f"{_base36(self.loaded_sequence)}.{arrival.decision_id}"
+            self._decide(bot, decision_id, arrival.rng(), clock, now)
 
     def _sync_fair_values(self, clock: int, rebuild: bool = False) -> None:
         """News the log published since the last look, into the fair values (rebuilt when one
@@ -213,10 +226,12 @@ class ScenarioRunner:
 
     async def _operate(self, operations: list[director.Operation]) -> None:
         wall = time.monotonic()
+        self._sent = {k: at for k, at in self._sent.items() if wall - at < REPEAT_AFTER_S}
         for operation in operations:
-            if wall - self._sent.get(operation, -REPEAT_AFTER_S) < REPEAT_AFTER_S:
+            identity = director.identity(operation)
+            if identity in self._sent:
                 continue
-            self._sent[operation] = wall
+            self._sent[identity] = wall
             try:
                 await self._send(operation)
             except grpc.aio.AioRpcError as error:
@@ -227,42 +242,38 @@ class ScenarioRunner:
 
     async def _send(self, operation: director.Operation) -> None:
         admin, call = self.gateway.admin, self.gateway.call_admin
-        if isinstance(operation, director.StartRound):
-            await call(
-                admin.StartRound,
-                admin_pb2.StartRoundRequest(
-                    round=operation.number,
-                    duration_seconds=max(operation.duration_seconds, 0.001),
-                    reset_accounts=operation.reset,
-                ),
-            )
-        elif isinstance(operation, director.EndRound):
-            await call(
-                admin.EndRound,
-                admin_pb2.EndRoundRequest(
-                    round=operation.number, next_round_in_seconds=operation.next_round_in_seconds
-                ),
-            )
-        elif isinstance(operation, director.OpenMarket):
-            await call(admin.OpenMarket, admin_pb2.OpenMarketRequest())
-        elif isinstance(operation, director.CloseMarket):
-            await call(admin.CloseMarket, admin_pb2.CloseMarketRequest())
-        elif isinstance(operation, director.PublishNews):
-            await call(
-                admin.PostNews,
-                admin_pb2.PostNewsRequest(
+        match operation:
+            case director.StartRound(number, duration_seconds, reset):
+                request = admin_pb2.StartRoundRequest(
+                    round=number,
+                    duration_seconds=max(duration_seconds, 0.001),
+                    reset_accounts=reset,
+                )
+                await call(admin.StartRound, request)
+            case director.EndRound(number, next_round_in_seconds):
+                request = admin_pb2.EndRoundRequest(
+                    round=number, next_round_in_seconds=next_round_in_seconds
+                )
+                await call(admin.EndRound, request)
+            case director.OpenMarket():
+                await call(admin.OpenMarket, admin_pb2.OpenMarketRequest())
+            case director.CloseMarket():
+                await call(admin.CloseMarket, admin_pb2.CloseMarketRequest())
+            case director.PublishNews():
+                request = admin_pb2.PostNewsRequest(
                     news_id=operation.news_id,
                     headline=operation.headline,
                     symbols=operation.symbols,
                     price_change=operation.price_change,
                     volatility_multiplier=operation.volatility_multiplier,
                     duration_seconds=operation.duration_seconds,
-                ),
-            )
-        elif isinstance(operation, director.FinishScenario):
-            await call(
-                admin.SetScenario, admin_pb2.SetScenarioRequest(state=competition_pb2.FINISHED)
-            )
+                )
+                await call(admin.PostNews, request)
+            case director.FinishScenario():
+                request = admin_pb2.SetScenarioRequest(state=competition_pb2.FINISHED)
+                await call(admin.SetScenario, request)
+            case _:
+                assert_never(operation)
 
     # ---- the bots --------------------------------------------------------------------------
 
@@ -290,6 +301,7 @@ class ScenarioRunner:
         task = asyncio.create_task(self._send_intents(bot, key, intents, float(market.tick_size)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def _send_intents(self, bot: Bot, key: str, intents: list, tick_size: float) -> None:
         user_id = bot.agent.agent_id
@@ -303,8 +315,7 @@ class ScenarioRunner:
                         continue
                     try:
                         if isinstance(intent, PlaceOrder):
-                            kind.orders += 1
-                            kind.sent_at.append(time.monotonic())
+                            kind.count_order(time.monotonic())
                             answer = await self.gateway.place(key, intent, tick_size)
                             if answer.order.status == types_pb2.REJECTED:
                                 self.stats.rejected[answer.order.reject_reason] += 1
@@ -326,3 +337,19 @@ class ScenarioRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A bot's calls or a key repair that failed other than by an RPC error: said, not lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("simulator task failed", exc_info=task.exception())
+
+
+def _base36(number: int) -> str:
+    """Short, for clientOrderIds (at most 64 characters)."""
+    digits = ""
+    while True:
+        number, digit = divmod(number, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+        if not number:
+            return digits

@@ -163,3 +163,16 @@ def test_stopping_winds_the_round_down() -> None:
     step(log, scenario, 0)
     log(log.engine.set_scenario(STOPPED, 10 * SECOND), 10 * SECOND)
     assert due_operations(scenario, log.state, 11 * SECOND) == [CloseMarket(), EndRound(1, 0.0)]
+
+
+def test_an_operation_is_known_by_what_it_does_not_by_its_remaining_time() -> None:
+    assert director.identity(StartRound(2, 18.0, True)) == director.identity(
+        StartRound(2, 17.95, True)
+    )
+    assert director.identity(StartRound(2, 18.0, True)) != director.identity(
+        StartRound(3, 18.0, True)
+    )
+    assert director.identity(EndRound(1, 10.0)) == director.identity(EndRound(1, 9.9))
+    news = PublishNews("quick-1-1-1", "h", ("ACME",), 0.01, 1.0, 0.0)
+    assert director.identity(news) == ("PublishNews", "quick-1-1-1")
+    assert director.identity(OpenMarket()) != director.identity(CloseMarket())
