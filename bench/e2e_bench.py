@@ -45,7 +45,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -425,7 +425,6 @@ async def _client_main(config: ClientConfig, conn) -> None:
     side_values = {"BUY": types_pb2.BUY, "SELL": types_pb2.SELL}
     tif_values = {"GFD": types_pb2.GFD, "IOC": types_pb2.IOC}
     still_resting = (types_pb2.NEW, types_pb2.PARTIALLY_FILLED)
-    loop = asyncio.get_running_loop()
     conn.send("ready")
 
     async def call(i: int, records: ClientRecords) -> None:
@@ -467,6 +466,18 @@ async def _client_main(config: ClientConfig, conn) -> None:
         records.status[i] = status
         records.kind[i] = kind
 
+    await run_client_steps(config, conn, call)
+    for channel in channels:
+        await channel.close()
+
+
+async def run_client_steps(
+    config: ClientConfig, conn, call: Callable[[int, ClientRecords], Awaitable[None]]
+) -> None:
+    """The steps the parent sends on `conn`, until it sends None: `call(i, records)` for each
+    of this client's due times, started when due whatever is still in flight (open loop), then
+    the records back to the parent."""
+    loop = asyncio.get_running_loop()
     while True:
         command = await loop.run_in_executor(None, conn.recv)
         if command is None:
@@ -508,8 +519,6 @@ async def _client_main(config: ClientConfig, conn) -> None:
                 records.messages,
             )
         )
-    for channel in channels:
-        await channel.close()
 
 
 def _records_from_wire(message) -> ClientRecords:
@@ -526,14 +535,16 @@ def _records_from_wire(message) -> ClientRecords:
 
 
 class LoadGenerator:
-    def __init__(self, configs: list[ClientConfig]) -> None:
+    """Client processes, each running `target(config, conn)` (the unary client by default)."""
+
+    def __init__(self, configs: list, target: Callable = client_process) -> None:
         context = multiprocessing.get_context("spawn")
         self.connections = []
         self.processes = []
         for config in configs:
             parent_end, child_end = context.Pipe()
             process = context.Process(
-                target=client_process, args=(config, child_end), name=f"client-{config.index}"
+                target=target, args=(config, child_end), name=f"client-{config.index}"
             )
             process.start()
             child_end.close()
@@ -938,6 +949,31 @@ def limit_analysis(step: StepResult, cpus: int) -> str:
     return " ".join(parts)
 
 
+def step_table(measured: list[StepResult], p99_ms: float) -> list[str]:
+    """The steps as a markdown table, then the messages of failed calls."""
+    lines = [
+        "| offered/s | achieved/s | calls | p50 ms | p99 ms | p99.9 ms | max ms | timeouts | "
+        "errors | cancel too late | lag p99 ms | drain s | held |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for step in sorted(measured, key=lambda step: step.offered):
+        errors = ", ".join(f"{name} {count}" for name, count in sorted(step.errors.items()))
+        lines.append(
+            f"| {step.offered:,} | {step.achieved:,.0f} | {step.sent:,} | {_ms(step.p50_ms)} | "
+            f"{_ms(step.p99_ms)} | {_ms(step.p999_ms)} | {_ms(step.max_ms)} | {step.timeouts:,} | "
+            f"{errors or 0} | {step.cancel_too_late:,} | {_ms(step.lag_p99_ms)} | "
+            f"{step.drain_s:.1f} | {'yes' if step.held(p99_ms) else '**no**'}"
+            f"{f' ({step.attempts} tries)' if step.attempts > 1 else ''} |"
+        )
+    failures = [step for step in sorted(measured, key=lambda s: s.offered) if step.messages]
+    if failures:
+        lines += ["", "Failed calls, by message (the most frequent per step):", ""]
+        for step in failures:
+            shown = "; ".join(f"`{text}` ×{count}" for text, count in step.messages.items())
+            lines.append(f"- {step.offered:,}/s: {shown}")
+    return lines
+
+
 def render_section(
     *,
     command: str,
@@ -988,25 +1024,8 @@ def render_section(
         f"{p99_ms:g} ms, achieved ≥ {HELD_ACHIEVED_SHARE:.0%} of offered and errors + timeouts "
         f"≤ {MAX_FAILED_SHARE:.1%}. *lag* is how late the clients themselves sent (p99).",
         "",
-        "| offered/s | achieved/s | calls | p50 ms | p99 ms | p99.9 ms | max ms | timeouts | "
-        "errors | cancel too late | lag p99 ms | drain s | held |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for step in sorted(measured, key=lambda step: step.offered):
-        errors = ", ".join(f"{name} {count}" for name, count in sorted(step.errors.items()))
-        lines.append(
-            f"| {step.offered:,} | {step.achieved:,.0f} | {step.sent:,} | {_ms(step.p50_ms)} | "
-            f"{_ms(step.p99_ms)} | {_ms(step.p999_ms)} | {_ms(step.max_ms)} | {step.timeouts:,} | "
-            f"{errors or 0} | {step.cancel_too_late:,} | {_ms(step.lag_p99_ms)} | "
-            f"{step.drain_s:.1f} | {'yes' if step.held(p99_ms) else '**no**'}"
-            f"{f' ({step.attempts} tries)' if step.attempts > 1 else ''} |"
-        )
-    failures = [step for step in sorted(measured, key=lambda s: s.offered) if step.messages]
-    if failures:
-        lines += ["", "Failed calls, by message (the most frequent per step):", ""]
-        for step in failures:
-            shown = "; ".join(f"`{text}` ×{count}" for text, count in step.messages.items())
-            lines.append(f"- {step.offered:,}/s: {shown}")
+    lines += step_table(measured, p99_ms)
     if floor:
         lines += [
             "",
@@ -1131,6 +1150,61 @@ def run_step(
     return step
 
 
+def measure_rate(
+    load: LoadGenerator,
+    meter: CpuMeter,
+    rate: int,
+    seconds: float,
+    p99_ms: float,
+    retries: int,
+    note: str = "",
+) -> StepResult:
+    """One step at `rate`; a step not held is measured again up to `retries` times and the
+    better one counts (other work on a shared machine can spoil one step)."""
+    step = run_step(load, meter, rate, seconds)
+    log(describe(step, p99_ms, note))
+    for attempt in range(2, retries + 2):
+        if step.held(p99_ms):
+            break
+        again = run_step(load, meter, rate, seconds)
+        log(describe(again, p99_ms, f" (try {attempt})"))
+        step = better(step, again, p99_ms)
+        step.attempts = attempt
+    return step
+
+
+def step_rates(
+    rates: Sequence[int],
+    measure: Callable[[int, str], StepResult],
+    p99_ms: float,
+    stop_p99_ms: float,
+    refine: int,
+) -> None:
+    """Up through `rates` until one is no longer carried, then `refine` bisection steps
+    between the highest rate held and the lowest not held."""
+    held_rate: int | None = None
+    failed_rate: int | None = None
+    for rate in rates:
+        step = measure(rate, "")
+        if step.held(p99_ms):
+            held_rate = rate
+        elif failed_rate is None:
+            failed_rate = rate
+        if not step.keep_stepping(stop_p99_ms):
+            break
+    for _ in range(refine):
+        if held_rate is None or failed_rate is None:
+            break
+        rate = bisect_rate(held_rate, failed_rate)
+        if rate is None:
+            break
+        step = measure(rate, " (bisecting)")
+        if step.held(p99_ms):
+            held_rate = rate
+        else:
+            failed_rate = rate
+
+
 def describe(step: StepResult, p99_ms: float, note: str = "") -> str:
     failed = step.timeouts + step.error_count
     return (
@@ -1250,41 +1324,12 @@ def main(argv: list[str] | None = None) -> int:
         log("warm-up: 2 s at the lowest rate")
         run_step(load, meter, rates[0], 2.0)
 
-        held_rate: int | None = None
-        failed_rate: int | None = None
-
-        def measure(rate: int, note: str = "") -> StepResult:
-            step = run_step(load, meter, rate, args.seconds)
-            log(describe(step, args.p99_ms, note))
-            for attempt in range(2, args.retries + 2):
-                if step.held(args.p99_ms):
-                    break
-                again = run_step(load, meter, rate, args.seconds)
-                log(describe(again, args.p99_ms, f" (try {attempt})"))
-                step = better(step, again, args.p99_ms)
-                step.attempts = attempt
+        def measure(rate: int, note: str) -> StepResult:
+            step = measure_rate(load, meter, rate, args.seconds, args.p99_ms, args.retries, note)
             steps.append(step)
             return step
 
-        for rate in rates:
-            step = measure(rate)
-            if step.held(args.p99_ms):
-                held_rate = rate
-            elif failed_rate is None:
-                failed_rate = rate
-            if not step.keep_stepping(args.stop_p99_ms):
-                break
-        for _ in range(args.refine):
-            if held_rate is None or failed_rate is None:
-                break
-            rate = bisect_rate(held_rate, failed_rate)
-            if rate is None:
-                break
-            step = measure(rate, " (bisecting)")
-            if step.held(args.p99_ms):
-                held_rate = rate
-            else:
-                failed_rate = rate
+        step_rates(rates, measure, args.p99_ms, args.stop_p99_ms, args.refine)
 
         if not args.no_profile:
             # The busiest rate that was still carried: the hot paths show best there.

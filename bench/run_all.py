@@ -10,13 +10,15 @@ engine-bench markers), leaving the rest of the file alone. End to end: runs
 `python -m bench.e2e_bench` (its own stack, open-loop gRPC clients stepping through offered
 rates; about 3 minutes), which rewrites its own section (between the e2e-bench markers), then
 the same with the default scenario's bots trading alongside (`--scenario default`, its own
-section).
+section). Order sessions: runs `python -m bench.session_bench` (the same steps with every order
+on OrderSession streams; about 3 minutes), which rewrites its section (between the
+session-bench markers).
 The simulator's own load: runs `python -m bench.scenario_load` (its own stack playing the
 default scenario, nobody else trading; about 3 minutes), which rewrites its section (between the
 scenario-bench markers).
 
     python -m bench.run_all [--messages 1000000] [--seed 42] [--rounds 3]
-                            [--only engine|durability|e2e|scenario]
+                            [--only engine|durability|e2e|session|scenario]
                             [--e2e-args "--rates 500,1000 --seconds 5"]
 """
 
@@ -391,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("engine", "durability", "e2e", "scenario"),
-        help="run only the engine, the log durability, the e2e or the scenario-load benchmark",
+        choices=("engine", "durability", "e2e", "session", "scenario"),
+        help="run only the engine, the log durability, the e2e, the order-session or the "
+        "scenario-load benchmark",
     )
     parser.add_argument(
         "--e2e-args", default="", help="extra arguments for bench.e2e_bench, as one string"
@@ -434,6 +437,15 @@ def main(argv: list[str] | None = None) -> int:
         with_bots = [*e2e_command, "--scenario", "default"]
         log("end-to-end benchmark with the default scenario's bots: " + " ".join(with_bots[1:]))
         subprocess.run(with_bots, cwd=REPO_ROOT, check=True)
+    if args.only in (None, "session"):
+        session_command = [
+            sys.executable,
+            "-m",
+            "bench.session_bench",
+            *(["--out", str(args.out)] if args.out != BENCHMARKS else []),
+        ]
+        log("order-session benchmark: " + " ".join(session_command[1:]))
+        subprocess.run(session_command, cwd=REPO_ROOT, check=True)
     if args.only in (None, "scenario"):
         scenario_command = [
             sys.executable,

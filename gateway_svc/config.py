@@ -31,6 +31,9 @@ class GatewayConfig:
     """Requests per second per API key (admin exempt); 0 turns the limit off."""
     rate_limit_burst: int
     """Requests a key may send at once before the per-second rate applies."""
+    session_max_in_flight: int
+    """Requests of one OrderSession being processed or answered but unwritten at a time; the
+    session reads no further message until one is answered (backpressure)."""
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -48,4 +51,5 @@ class GatewayConfig:
             max_commands_in_stream=env_int("MOCKEX_MAX_QUEUED_COMMANDS", 100_000),
             rate_limit_per_second=env_float("MOCKEX_RATE_LIMIT_PER_SECOND", 100.0),
             rate_limit_burst=env_int("MOCKEX_RATE_LIMIT_BURST", 200),
+            session_max_in_flight=env_int("MOCKEX_SESSION_MAX_IN_FLIGHT", 64),
         )

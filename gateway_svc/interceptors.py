@@ -3,15 +3,19 @@ authentication, the rate limit and the mapping of errors to gRPC statuses.
 
 Servicers then stay thin: they read the caller with `current_caller()` and raise RequestError
 (or let a backing service's error through); the participant always gets a status with a
-message in their words, never UNKNOWN.
+message in their words, never UNKNOWN. The OrderSession stream is authenticated once when it
+opens; its servicer spends the rate limit per message with `admit_message()` and turns each
+request's error into an answer with `error_status()`, the mapping the unary calls get.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import time
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -62,8 +66,9 @@ ACCESS: dict[str, Access] = {
     "/exchange.v1.AccountService/GetAccount": Access.PARTICIPANT,
     "/exchange.v1.AccountService/GetReport": Access.PARTICIPANT,
 }
-"""Who may call each unary method of ours. The streams are forwarded to stream_svc, which
-checks the key of StreamOrderUpdates itself; health and reflection are the stock services."""
+"""Who may call each method of ours (unary calls and the OrderSession stream). The
+StreamService streams are forwarded to stream_svc, which checks the key of StreamOrderUpdates
+itself; health and reflection are the stock services."""
 
 PASSED_THROUGH = (
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -74,12 +79,54 @@ PASSED_THROUGH = (
 )
 """Statuses of a backing service (the store) that reach the participant as they are."""
 
+MAPPED_ERRORS = (
+    RequestError,
+    CachesIncomplete,
+    EngineUnavailable,
+    RedisError,
+    OSError,
+    grpc.aio.AioRpcError,
+)
+"""The errors a request may end with that become a status in the participant's words; any
+other exception is a bug."""
+
 _caller: ContextVar[Caller] = ContextVar("caller")
+_admit: ContextVar[Callable[[], None]] = ContextVar("admit")
 
 
 def current_caller() -> Caller:
     """The authenticated caller of the call being served (set for PARTICIPANT and ADMIN)."""
     return _caller.get()
+
+
+def admit_message() -> None:
+    """Spends the caller's rate limit on one message of a stream, as each unary call does;
+    RequestError RESOURCE_EXHAUSTED (retry-after in the message) when it is spent."""
+    _admit.get()()
+
+
+def error_status(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message the participant gets for one of MAPPED_ERRORS."""
+    if isinstance(exc, RequestError):
+        return exc.code, exc.message
+    if isinstance(exc, (CachesIncomplete, EngineUnavailable)):
+        return grpc.StatusCode.UNAVAILABLE, _retry_message(str(exc))
+    if isinstance(exc, grpc.aio.AioRpcError):
+        if exc.code() in PASSED_THROUGH:
+            return exc.code(), exc.details() or exc.code().name
+        log.warning(
+            "upstream call failed method=%s code=%s details=%s",
+            method,
+            exc.code().name,
+            exc.details(),
+        )
+        return grpc.StatusCode.UNAVAILABLE, _retry_message(
+            f"a backing service is unavailable ({exc.code().name})"
+        )
+    log.warning("redis error method=%s error=%r", method, exc)
+    return grpc.StatusCode.UNAVAILABLE, _retry_message(
+        "the exchange's cache is not answering right now"
+    )
 
 
 class GatewayInterceptor(grpc.aio.ServerInterceptor):
@@ -90,43 +137,52 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         access = ACCESS.get(handler_call_details.method)
-        if handler is None or access is None or handler.unary_unary is None:
+        if handler is None or access is None:
             return handler
-        behavior = handler.unary_unary
         method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return handler._replace(
+                unary_unary=self._guard_unary(handler.unary_unary, access, method)
+            )
+        if handler.stream_stream is not None:
+            return handler._replace(
+                stream_stream=self._guard_stream(handler.stream_stream, access, method)
+            )
+        return handler
 
+    def _guard_unary(self, behavior, access: Access, method: str):
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
                 if access is not Access.PUBLIC:
-                    _caller.set(await self._authorize(access, context))
+                    caller = await self._authenticate(access, context)
+                    _caller.set(caller)
+                    self._spend(caller, context)
                 return await behavior(request, context)
-            except RequestError as exc:
-                await context.abort(exc.code, exc.message)
-            except (CachesIncomplete, EngineUnavailable) as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, _retry_message(str(exc)))
-            except (RedisError, OSError) as exc:
-                log.warning("redis error method=%s error=%r", method, exc)
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE,
-                    _retry_message("the exchange's cache is not answering right now"),
-                )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in PASSED_THROUGH:
-                    await context.abort(exc.code(), exc.details() or exc.code().name)
-                log.warning(
-                    "upstream call failed method=%s code=%s details=%s",
-                    method,
-                    exc.code().name,
-                    exc.details(),
-                )
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE,
-                    _retry_message(f"a backing service is unavailable ({exc.code().name})"),
-                )
+            except MAPPED_ERRORS as exc:
+                await context.abort(*error_status(exc, method))
 
-        return handler._replace(unary_unary=guarded)
+        return guarded
 
-    async def _authorize(self, access: Access, context: grpc.aio.ServicerContext) -> Caller:
+    def _guard_stream(self, behavior, access: Access, method: str):
+        """A session is authenticated once, when it opens; each of its messages spends the
+        rate limit through admit_message(), so one request is refused, not the stream."""
+
+        async def guarded(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            try:
+                if access is not Access.PUBLIC:
+                    caller = await self._authenticate(access, context)
+                    _caller.set(caller)
+                    _admit.set(functools.partial(self._spend, caller))
+                async for response in behavior(requests, context):
+                    yield response
+            except MAPPED_ERRORS as exc:
+                await context.abort(*error_status(exc, method))
+
+        return guarded
+
+    async def _authenticate(self, access: Access, context: grpc.aio.ServicerContext) -> Caller:
         caller = await self._authenticator.caller(
             api_key_from_metadata(context.invocation_metadata())
         )
@@ -136,17 +192,24 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
             )
         if access is Access.ADMIN and not caller.admin:
             raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "this call needs an admin key")
-        if not caller.admin:
-            wait = self._limiter.take(caller.user_id, time.monotonic())
-            if wait:
-                retry_after = max(1, math.ceil(wait))
-                context.set_trailing_metadata((("retry-after", str(retry_after)),))
-                raise RequestError(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"rate limit of {self._limiter.rate:g} requests/s for this API key "
-                    f"exceeded; retry after {retry_after}s",
-                )
         return caller
+
+    def _spend(self, caller: Caller, context: grpc.aio.ServicerContext | None = None) -> None:
+        """One token of the caller's bucket (admins are not limited); a unary call also gets
+        the wait as its retry-after trailer."""
+        if caller.admin:
+            return
+        wait = self._limiter.take(caller.user_id, time.monotonic())
+        if not wait:
+            return
+        retry_after = max(1, math.ceil(wait))
+        if context is not None:
+            context.set_trailing_metadata((("retry-after", str(retry_after)),))
+        raise RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"rate limit of {self._limiter.rate:g} requests/s for this API key "
+            f"exceeded; retry after {retry_after}s",
+        )
 
 
 def _retry_message(reason: str) -> str:

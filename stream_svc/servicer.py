@@ -123,6 +123,9 @@ async def _write_market(view: MarketDataView, symbols: list[str], context: Conte
 
 
 async def _write_all(subscription: Subscription[Any], context: Context) -> None:
+    """Headers first, which tell the client it is subscribed: an order session waits for them
+    before it takes its first request, so it misses none of its fills."""
+    await context.send_initial_metadata(())
     while True:
         for response in await subscription.get():
             await context.write(response)

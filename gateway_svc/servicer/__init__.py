@@ -39,7 +39,9 @@ SERVICE_NAMES = [
 
 
 def register(server: grpc.aio.Server, exchange: Exchange, stream_channel: grpc.aio.Channel) -> None:
-    orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(exchange), server)
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(
+        OrderServicer(exchange, streams_pb2_grpc.StreamServiceStub(stream_channel)), server
+    )
     market_pb2_grpc.add_BookServiceServicer_to_server(BookServicer(exchange), server)
     market_pb2_grpc.add_TradeServiceServicer_to_server(TradeServicer(exchange), server)
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(exchange), server)

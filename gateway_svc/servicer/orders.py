@@ -1,12 +1,16 @@
-"""OrderService: place, cancel, get and list orders, and convert ETF units (the caller is
-authenticated by the interceptor)."""
+"""OrderService: place, cancel, get and list orders, convert ETF units, and the OrderSession
+stream (the caller is authenticated by the interceptor).
+
+Placing and cancelling are one coroutine each (`place_order`, `cancel_order`,
+`cancel_all_orders`), which the unary calls and every request of an order session run.
+"""
 
 from __future__ import annotations
 
 import grpc
 
 from exchange.internal.v1 import engine_pb2, store_pb2
-from exchange.v1 import orders_pb2, orders_pb2_grpc, types_pb2
+from exchange.v1 import orders_pb2, orders_pb2_grpc, streams_pb2_grpc, types_pb2
 from gateway_svc.exchange import (
     Exchange,
     new_order_id,
@@ -14,7 +18,8 @@ from gateway_svc.exchange import (
     refusal,
     refusal_error,
 )
-from gateway_svc.interceptors import current_caller
+from gateway_svc.interceptors import admit_message, current_caller
+from gateway_svc.servicer.order_session import OrderSession, subscribe_order_updates
 from gateway_svc.validation import (
     RequestError,
     check_list_filter,
@@ -22,15 +27,48 @@ from gateway_svc.validation import (
     place_order_command,
 )
 from mockex import names, participant
+from mockex.auth import Caller, api_key_from_metadata
 
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(
+        self, exchange: Exchange, order_updates: streams_pb2_grpc.StreamServiceStub
+    ) -> None:
         self.exchange = exchange
+        self.order_updates = order_updates
+        """stream_svc, whose StreamOrderUpdates carries an order session's fills."""
 
     async def PlaceOrder(self, request, context):
-        exchange = self.exchange
+        return orders_pb2.PlaceOrderResponse(
+            order=await self.place_order(request, current_caller())
+        )
+
+    async def CancelOrder(self, request, context):
+        return orders_pb2.CancelOrderResponse(
+            order=await self.cancel_order(request, current_caller())
+        )
+
+    async def CancelAllOrders(self, request, context):
+        return await self.cancel_all_orders(request, current_caller())
+
+    async def OrderSession(self, request_iterator, context):
         caller = current_caller()
+        updates = await subscribe_order_updates(
+            self.order_updates, api_key_from_metadata(context.invocation_metadata())
+        )
+        session = OrderSession(
+            self, caller, admit_message, self.exchange.config.session_max_in_flight
+        )
+        try:
+            async for response in session.responses(request_iterator, updates):
+                yield response
+        finally:
+            updates.cancel()
+
+    async def place_order(
+        self, request: orders_pb2.PlaceOrderRequest, caller: Caller
+    ) -> types_pb2.Order:
+        exchange = self.exchange
         spec = await exchange.symbol_spec(request.symbol) if request.symbol else None
         order_id = new_order_id()
         place = place_order_command(request, caller.user_id, spec, order_id)
@@ -40,24 +78,24 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             "its final state will show in GET /order/status/{orderId}",
         )
         if batch.already_applied:
-            return orders_pb2.PlaceOrderResponse(order=await exchange.applied_order(order_id))
+            return await exchange.applied_order(order_id)
         refused = refusal(batch)
         if refused is not None:
             # The clientOrderId was used today: the first order is the answer, as SPEC.md says.
-            first = await exchange.applied_order(refused.order_id)
-            return orders_pb2.PlaceOrderResponse(order=first)
+            return await exchange.applied_order(refused.order_id)
         order = order_from_batch(batch, order_id, float(spec.tick_size))
         if order is None:
             raise RequestError(grpc.StatusCode.INTERNAL, f"no result for order {order_id}")
-        return orders_pb2.PlaceOrderResponse(order=order)
+        return order
 
     async def GetOrder(self, request, context):
         order = await self.exchange.visible_order(request.order_id, current_caller())
         return orders_pb2.GetOrderResponse(order=order)
 
-    async def CancelOrder(self, request, context):
+    async def cancel_order(
+        self, request: orders_pb2.CancelOrderRequest, caller: Caller
+    ) -> types_pb2.Order:
         exchange = self.exchange
-        caller = current_caller()
         order = await exchange.visible_order(request.order_id, caller)
         if order.status in participant.FINISHED:
             raise _finished(order)
@@ -72,10 +110,10 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             spec = await exchange.symbol_spec(order.symbol)
             cancelled = order_from_batch(batch, order.order_id, float(spec.tick_size), order.fills)
             if cancelled is not None:
-                return orders_pb2.CancelOrderResponse(order=cancelled)
+                return cancelled
         latest = await exchange.applied_order(order.order_id)
         if batch.already_applied and latest.status == types_pb2.CANCELLED:
-            return orders_pb2.CancelOrderResponse(order=latest)
+            return latest
         raise _finished(latest)
 
     async def ListOrders(self, request, context):
@@ -88,9 +126,10 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         )
         return orders_pb2.ListOrdersResponse(orders=answer.orders)
 
-    async def CancelAllOrders(self, request, context):
+    async def cancel_all_orders(
+        self, request: orders_pb2.CancelAllOrdersRequest, caller: Caller
+    ) -> orders_pb2.CancelAllOrdersResponse:
         exchange = self.exchange
-        caller = current_caller()
         if request.symbol:
             await exchange.require_listed(request.symbol)
         batch = await exchange.run(

@@ -26,6 +26,26 @@ from exchange.v1 import (
 T = TypeVar("T")
 
 
+def place_request(
+    symbol: str,
+    side: str,
+    quantity: int,
+    price: float = 0.0,
+    type: str = "LIMIT",
+    tif: str = "",
+    **extra,
+) -> orders_pb2.PlaceOrderRequest:
+    return orders_pb2.PlaceOrderRequest(
+        symbol=symbol,
+        side=types_pb2.Side.Value(side),
+        quantity=quantity,
+        price=price,
+        type=types_pb2.OrderType.Value(type),
+        time_in_force=types_pb2.TimeInForce.Value(tif) if tif else 0,
+        **extra,
+    )
+
+
 class Participant:
     def __init__(self, channel: grpc.aio.Channel, user_id: str, api_key: str) -> None:
         self.user_id = user_id
@@ -47,15 +67,7 @@ class Participant:
         tif: str = "",
         **extra,
     ) -> types_pb2.Order:
-        request = orders_pb2.PlaceOrderRequest(
-            symbol=symbol,
-            side=types_pb2.Side.Value(side),
-            quantity=quantity,
-            price=price,
-            type=types_pb2.OrderType.Value(type),
-            time_in_force=types_pb2.TimeInForce.Value(tif) if tif else 0,
-            **extra,
-        )
+        request = place_request(symbol, side, quantity, price, type, tif, **extra)
         answer = await self.orders.PlaceOrder(request, metadata=self.metadata, timeout=15)
         return answer.order
 
