@@ -7,6 +7,9 @@ Placing and cancelling are one coroutine each (`place_order`, `cancel_order`,
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
 
 from exchange.internal.v1 import engine_pb2, store_pb2
@@ -29,6 +32,12 @@ from gateway_svc.validation import (
 from mockex import names, participant
 from mockex.auth import Caller, api_key_from_metadata
 
+log = logging.getLogger("gateway_svc")
+
+CANCEL_ON_DISCONNECT = "x-cancel-on-disconnect"
+"""Session metadata: `true` cancels the caller's open orders when the session is lost (the
+client vanished or cancelled the call) rather than half-closed."""
+
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     def __init__(
@@ -37,6 +46,8 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self.exchange = exchange
         self.order_updates = order_updates
         """stream_svc, whose StreamOrderUpdates carries an order session's fills."""
+        self._cancelling: set[asyncio.Task[None]] = set()
+        """Cancel-on-disconnect runs, kept until done (their session's call is gone)."""
 
     async def PlaceOrder(self, request, context):
         return orders_pb2.PlaceOrderResponse(
@@ -53,17 +64,36 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
 
     async def OrderSession(self, request_iterator, context):
         caller = current_caller()
-        updates = await subscribe_order_updates(
-            self.order_updates, api_key_from_metadata(context.invocation_metadata())
-        )
+        metadata = context.invocation_metadata()
+        cancel_on_disconnect = _cancel_on_disconnect(metadata)
+        updates = await subscribe_order_updates(self.order_updates, api_key_from_metadata(metadata))
         session = OrderSession(
             self, caller, admit_message, self.exchange.config.session_max_in_flight
         )
+        ended_by_client = False
         try:
             async for response in session.responses(request_iterator, updates):
                 yield response
+            ended_by_client = True
         finally:
             updates.cancel()
+            if cancel_on_disconnect and not ended_by_client:
+                # The call is being torn down: the cancel runs on its own.
+                task = asyncio.create_task(self._cancel_after_disconnect(caller))
+                self._cancelling.add(task)
+                task.add_done_callback(self._cancelling.discard)
+
+    async def _cancel_after_disconnect(self, caller: Caller) -> None:
+        try:
+            cancelled = await self.cancel_all_orders(orders_pb2.CancelAllOrdersRequest(), caller)
+        except Exception:
+            log.exception("cancel on disconnect failed user=%s", caller.user_id)
+            return
+        log.info(
+            "order session lost user=%s: %d open orders cancelled (cancel on disconnect)",
+            caller.user_id,
+            len(cancelled.orders),
+        )
 
     async def place_order(
         self, request: orders_pb2.PlaceOrderRequest, caller: Caller
@@ -194,3 +224,15 @@ def _finished(order: types_pb2.Order) -> RequestError:
         grpc.StatusCode.FAILED_PRECONDITION,
         f"order {order.order_id} is already {status}; only open orders can be cancelled",
     )
+
+
+def _cancel_on_disconnect(metadata) -> bool:
+    values = [value for key, value in metadata or () if key == CANCEL_ON_DISCONNECT]
+    if not values:
+        return False
+    if values[-1] not in ("true", "false"):
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{CANCEL_ON_DISCONNECT} must be true or false, got {values[-1]!r}",
+        )
+    return values[-1] == "true"

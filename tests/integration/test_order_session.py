@@ -20,7 +20,7 @@ from tests.integration.conftest import (
     RATE_LIMIT_BURST,
     RATE_LIMIT_PER_SECOND,
 )
-from tests.integration.exchange_client import Exchange, Participant, place_request
+from tests.integration.exchange_client import Exchange, Participant, eventually, place_request
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +246,42 @@ async def test_a_session_ends_cleanly_when_the_client_half_closes(exchange: Exch
     )
     assert await session.close() == grpc.StatusCode.OK
     assert in_flight.result().order.status == types_pb2.NEW
+
+
+async def test_cancel_on_disconnect_cancels_the_open_orders_of_a_lost_session_only(
+    exchange: Exchange,
+) -> None:
+    symbol = await exchange.add_symbol()
+    opted_in = await exchange.participant()
+    opted_in.metadata = (*opted_in.metadata, ("x-cancel-on-disconnect", "true"))
+    lost = Session(opted_in)
+    resting = (await lost.place(symbol, "BUY", 5, 50.0)).order
+    lost.call.cancel()  # the bot vanishes without closing its session
+
+    async def cancelled() -> bool:
+        return (await opted_in.get(resting.order_id)).status == types_pb2.CANCELLED
+
+    await eventually(cancelled, what="the lost session's order cancelled")
+
+    # A session closed by its client keeps its orders, and so does one without the option.
+    closed = Session(opted_in)
+    kept = (await closed.place(symbol, "BUY", 5, 49.0)).order
+    assert await closed.close() == grpc.StatusCode.OK
+    plain = await exchange.participant()
+    without = Session(plain)
+    also_kept = (await without.place(symbol, "BUY", 5, 48.0)).order
+    without.call.cancel()
+    await asyncio.sleep(1.0)
+    assert (await opted_in.get(kept.order_id)).status == types_pb2.NEW
+    assert (await plain.get(also_kept.order_id)).status == types_pb2.NEW
+
+
+async def test_cancel_on_disconnect_takes_true_or_false(exchange: Exchange) -> None:
+    trader = await exchange.participant()
+    call = trader.orders.OrderSession(
+        metadata=(*trader.metadata, ("x-cancel-on-disconnect", "yes"))
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.read()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "x-cancel-on-disconnect must be true or false, got 'yes'" in refused.value.details()
