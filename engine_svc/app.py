@@ -38,6 +38,7 @@ from engine_svc.views import EngineViews
 from exchange.internal.v1 import engine_pb2
 from mockex import names
 from mockex.grpc_server import GrpcServer, start_grpc_server
+from mockex.settings import shown_url
 from mockex.telemetry import extract_context, tracer, tracing_enabled
 
 log = logging.getLogger("engine_svc")
@@ -317,7 +318,7 @@ class EngineApp:
                 if redis_failures == 1 or redis_failures % 20 == 0:
                     log.warning(
                         "redis unavailable url=%s error=%r attempt=%d retry_in=%.1fs",
-                        self.config.redis_url,
+                        shown_url(self.config.redis_url),
                         exc,
                         redis_failures,
                         delay,

@@ -24,6 +24,7 @@ from string import Template
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from mockex.private import write_private
 from mockex.settings import env_str
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -292,14 +293,13 @@ def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
 
 
 def write(config: EdgeConfig, directory: Path) -> Path:
-    """envoy.yaml, the descriptor set and the Lua filter it reads, into `directory`; returns the
-    path of envoy.yaml."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """envoy.yaml, the descriptor set and the Lua filter it reads, into `directory` (the user's
+    alone, like the rest of the data directory); returns the path of envoy.yaml."""
     mapping = rest_mapping(config.descriptor_set)
-    (directory / DESCRIPTOR_FILE).write_bytes(mapping.descriptor_set)
-    (directory / LUA_FILE).write_text(render_lua(mapping))
+    write_private(directory / DESCRIPTOR_FILE, mapping.descriptor_set)
+    write_private(directory / LUA_FILE, render_lua(mapping).encode())
     config_path = directory / "envoy.yaml"
-    config_path.write_text(render(config, mapping, directory))
+    write_private(config_path, render(config, mapping, directory).encode())
     return config_path
 
 

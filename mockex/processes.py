@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mockex import edge, names, settings
+from mockex.private import PRIVATE_UMASK, open_private, private_dir, write_private
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
@@ -76,7 +77,9 @@ class ManagedProcess:
 
     It dies with the thread that started it (PR_SET_PDEATHSIG, see the module's docstring). With
     `pid_file` set, its pid and start time are written there while it runs, so that a later run
-    can find it if it outlived its parent (mockex.supervisor)."""
+    can find it if it outlived its parent (mockex.supervisor). The log file is the user's alone,
+    and the child starts with the umask PRIVATE_UMASK, so the files it creates are too
+    (mockex.private)."""
 
     echo_to_console = False
     """When set (by `make run`), every output line is also printed as `[name] line`."""
@@ -99,8 +102,7 @@ class ManagedProcess:
         """time.monotonic() of the start."""
 
     def start(self) -> ManagedProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child or the echo thread
+        log = os.fdopen(open_private(self.log_path, os.O_WRONLY | os.O_APPEND), "ab")
         self.process = subprocess.Popen(
             dies_with_parent(self.argv),
             stdout=subprocess.PIPE if self.echo_to_console else log,
@@ -108,6 +110,7 @@ class ManagedProcess:
             cwd=REPO_ROOT,
             env={**os.environ, **(self.env or {})},
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
         self.started_at = time.monotonic()
         if self.pid_file is not None:
@@ -237,10 +240,7 @@ def process_command(pid: int) -> str:
 
 
 def write_pid_file(path: Path, pid: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(f"{pid} {process_start_time(pid) or 0}\n")
-    temporary.replace(path)
+    write_private(path, f"{pid} {process_start_time(pid) or 0}\n".encode())
 
 
 def read_pid_file(path: Path) -> tuple[int, int] | None:
@@ -312,11 +312,27 @@ def port_holder(port: int) -> int | None:
     return None
 
 
-def redis_process(port: int, data_dir: Path) -> ManagedProcess:
-    """redis-server with AOF off (Kafka is the durable copy) bound to loopback; not started."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+REDIS_CONFIG_FILE = "redis.conf"
+"""In Redis's data directory: the password, which a command line would show to every user."""
+
+
+def redis_config(password: str) -> str:
+    """The redis.conf that sets `password` (requirepass), quoted as Redis reads a config line."""
+    if not password or any(ord(char) < 0x20 or ord(char) == 0x7F for char in password):
+        raise ValueError("the Redis password must be non-empty, without control characters")
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'requirepass "{quoted}"\n'
+
+
+def redis_process(port: int, data_dir: Path, password: str) -> ManagedProcess:
+    """redis-server with AOF off (Kafka is the durable copy), bound to loopback, refusing
+    clients without `password` (NOAUTH); not started."""
+    private_dir(data_dir)
+    config = data_dir / REDIS_CONFIG_FILE
+    write_private(config, redis_config(password).encode())
     argv = [
         "redis-server",
+        str(config),
         "--port",
         str(port),
         "--bind",
@@ -335,9 +351,9 @@ def redis_process(port: int, data_dir: Path) -> ManagedProcess:
     return ManagedProcess("redis", argv, data_dir / "redis.log")
 
 
-def start_redis(port: int, data_dir: Path) -> ManagedProcess:
+def start_redis(port: int, data_dir: Path, password: str) -> ManagedProcess:
     """redis_process, started; returns once it accepts connections."""
-    process = redis_process(port, data_dir).start()
+    process = redis_process(port, data_dir, password).start()
     return wait_or_stop(process, lambda: process.wait_for_port(port, 10))
 
 
@@ -351,7 +367,7 @@ def kafka_process(port: int, controller_port: int, data_dir: Path) -> ManagedPro
         str(controller_port),
         str(data_dir),
     ]
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     return ManagedProcess("kafka", argv, data_dir / "kafka.log")
 
 

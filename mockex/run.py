@@ -5,8 +5,9 @@ child and exit; if this process is killed outright, the children die with it (PR
 mockex.processes), and it stops them itself when its parent (`make`) is killed. Children an
 earlier run of the same data directory left behind (pid files in <data>/run) are stopped first.
 
-Data lives under var/, or MOCKEX_DATA_DIR (Kafka log, SQLite database, admin key), so a restart
-continues where it stopped. Ports: MOCKEX_HTTP_PORT, MOCKEX_GRPC_PORT, ... (settings.PORTS).
+Data lives under var/, or MOCKEX_DATA_DIR (Kafka log, SQLite database, admin key, Redis
+password, logs), so a restart continues where it stopped; only its user may read it
+(mockex.private). Ports: MOCKEX_HTTP_PORT, MOCKEX_GRPC_PORT, ... (settings.PORTS).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import grpc
 from exchange.v1 import competition_pb2, competition_pb2_grpc, market_pb2, market_pb2_grpc
 from mockex import processes
 from mockex.auth import new_api_key
-from mockex.settings import PORTS
+from mockex.private import PRIVATE_UMASK, kept_secret, new_password, open_private
+from mockex.settings import PORTS, shown_url
 from mockex.stack import SERVICES, ExchangeStack, StackPorts
 from mockex.supervisor import Supervisor, say
 
@@ -53,21 +55,19 @@ def data_directory() -> Path:
 
 def admin_key(data_dir: Path) -> str:
     """MOCKEX_ADMIN_KEY, else the key generated on the first run (kept in <data>/admin-key)."""
-    if os.environ.get("MOCKEX_ADMIN_KEY"):
-        return os.environ["MOCKEX_ADMIN_KEY"]
-    path = data_dir / "admin-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(new_api_key() + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return kept_secret(data_dir / "admin-key", "MOCKEX_ADMIN_KEY", new_api_key)
+
+
+def redis_password(data_dir: Path) -> str:
+    """MOCKEX_REDIS_PASSWORD, else the password generated on the first run (kept in
+    <data>/redis-password, for redis-cli and the next run)."""
+    return kept_secret(data_dir / "redis-password", "MOCKEX_REDIS_PASSWORD", new_password)
 
 
 def lock_data_dir(data_dir: Path, run_dir: Path) -> IO[str]:
     """One supervisor per data directory: two would take each other's children for leftovers.
     The lock goes with the process, however it ends."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
+    handle = os.fdopen(open_private(run_dir / LOCK_FILE, os.O_RDWR | os.O_APPEND), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -199,7 +199,7 @@ Mockex is up ({time.monotonic() - started:.1f}s).
   gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}
   admin key (x-api-key):               {key}
   simulator: {scenario}
-  Redis {stack.redis_url}   Kafka {stack.kafka_bootstrap}   data {stack.data_dir}
+  Redis {shown_url(stack.redis_url)}   Kafka {stack.kafka_bootstrap}   data {stack.data_dir}
   try: curl -H 'X-API-Key: {key}' http://localhost:{ports.edge}/market/symbols
        grpcurl -plaintext -H 'x-api-key: {key}' 127.0.0.1:{ports.gateway} list
 Ctrl-C stops everything.
@@ -212,6 +212,8 @@ def main() -> None:
     # A killed `make` (our parent) stops us, and we stop the children.
     processes.set_death_signal(signal.SIGTERM)
     processes.ManagedProcess.echo_to_console = True
+    # Whatever this process creates in the data directory is the user's alone, too.
+    os.umask(PRIVATE_UMASK)
     data_dir = data_directory()
     try:
         ports = StackPorts.from_env()
@@ -233,6 +235,7 @@ def main() -> None:
         check_kafka_data(data_dir / "kafka", ports)
         check_ports_free(ports)
         stack.admin_key = admin_key(data_dir)
+        stack.redis_password = redis_password(data_dir)
         start_all(stack)
         supervisor.start()
         while True:

@@ -46,6 +46,23 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+class HideUndecodableMetadata(logging.Filter):
+    """grpcio logs a metadata value that is not UTF-8 whole, at ERROR with a traceback ("Invalid
+    encoding on b'...'"): an `x-api-key` with one bad byte put the rest of a participant's key in
+    the gateway's log. The line stays, without the value."""
+
+    LOGGER = "grpc._cython.cygrpc"
+    TEMPLATE = "Invalid encoding on %s"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == self.LOGGER and record.msg == self.TEMPLATE:
+            record.msg = "a gRPC metadata value is not UTF-8 (not logged: it may be an API key)"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class ServiceApp(Protocol):
     async def start(self) -> None: ...
 
@@ -60,6 +77,7 @@ def run_service(name: str, make_app: Callable[[], ServiceApp]) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     limiter = RepeatLimiter(QUIETED_LIBRARIES, REPEAT_EVERY_SECONDS)
     for handler in logging.getLogger().handlers:
+        handler.addFilter(HideUndecodableMetadata())
         handler.addFilter(limiter)
     setup_tracing(name)
     asyncio.run(_serve(name, make_app))

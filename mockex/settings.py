@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import NamedTuple
+from urllib.parse import quote, urlsplit, urlunsplit
 
 
 def env_str(name: str, default: str) -> str:
@@ -70,8 +71,28 @@ REDIS_URL_DEFAULT = f"redis://127.0.0.1:{PORTS['redis'].default}/0"
 KAFKA_BOOTSTRAP_DEFAULT = f"127.0.0.1:{PORTS['kafka'].default}"
 
 
+def redis_url_for(address: str, password: str, db: int = 0) -> str:
+    """redis://[:password@]host:port/db, the password quoted (redis-py unquotes it)."""
+    credentials = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{credentials}{address}/{db}"
+
+
 def redis_url() -> str:
-    return env_str("MOCKEX_REDIS_URL", f"redis://{local_address('redis')}/0")
+    """MOCKEX_REDIS_URL, else the local Redis with MOCKEX_REDIS_PASSWORD (mockex.run passes the
+    URL with the password it keeps in the data directory)."""
+    return env_str(
+        "MOCKEX_REDIS_URL",
+        redis_url_for(local_address("redis"), env_str("MOCKEX_REDIS_PASSWORD", "")),
+    )
+
+
+def shown_url(url: str) -> str:
+    """`url` as logs and banners show it: a password in it replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def kafka_bootstrap() -> str:

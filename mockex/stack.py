@@ -19,7 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mockex import edge, names, processes, settings
 from mockex.grpc_server import LIVENESS
-from mockex.settings import PORTS
+from mockex.private import new_password, private_dir
+from mockex.settings import PORTS, redis_url_for
 
 SERVICES = ("engine", "store", "stream", "gateway", "data")
 """In start order: data_svc (the simulator) trades through the gateway."""
@@ -68,10 +69,20 @@ class ExchangeStack:
     waits for an organizer to load one)."""
     processes: dict[str, processes.ManagedProcess] = field(default_factory=dict)
     """Every running child by name; a restart (mockex.supervisor) replaces its entry."""
+    redis_password: str = field(default_factory=new_password, repr=False)
+    """What Redis requires of every client (make run keeps it in <data>/redis-password); the
+    same for a restarted Redis, so the services' URLs stay valid."""
+
+    def __post_init__(self) -> None:
+        private_dir(self.data_dir)
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports.redis}/0"
+        return self.redis_database_url(0)
+
+    def redis_database_url(self, db: int) -> str:
+        """The URL of Redis database `db`, with the password."""
+        return redis_url_for(f"127.0.0.1:{self.ports.redis}", self.redis_password, db)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -124,7 +135,9 @@ class ExchangeStack:
         return processes.wait_or_stop(process, ready)
 
     def start_redis(self) -> processes.ManagedProcess:
-        process = processes.redis_process(self.ports.redis, self.data_dir / "redis")
+        process = processes.redis_process(
+            self.ports.redis, self.data_dir / "redis", self.redis_password
+        )
         return self._launch(process, lambda: process.wait_for_port(self.ports.redis, 10))
 
     def start_kafka(self, timeout: float = 90) -> processes.ManagedProcess:

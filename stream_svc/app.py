@@ -12,6 +12,7 @@ from exchange.v1 import streams_pb2, streams_pb2_grpc
 from mockex.auth import ApiKeyAuthenticator
 from mockex.caches import reconnecting
 from mockex.grpc_server import GrpcServer, start_grpc_server
+from mockex.settings import shown_url
 from stream_svc.config import StreamConfig
 from stream_svc.fanout import CloseReason, FanoutHub
 from stream_svc.feed import EventFeed
@@ -58,7 +59,8 @@ class StreamApp:
             await self._feed.wait_connected(FEED_START_TIMEOUT_SECONDS)
         except TimeoutError:
             log.warning(
-                "redis not reachable at %s; serving, NOT_SERVING until it is", self.config.redis_url
+                "redis not reachable at %s; serving, NOT_SERVING until it is",
+                shown_url(self.config.redis_url),
             )
         authenticator = ApiKeyAuthenticator(self._redis, self.config.admin_key)
         servicer = StreamServicer(self.hub, self._redis, authenticator)

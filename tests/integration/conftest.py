@@ -15,6 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from mockex import processes
+from mockex.private import new_password
+from mockex.settings import redis_url_for
 from mockex.stack import ExchangeStack, StackPorts
 
 ADMIN_KEY = "test-admin-key"
@@ -25,9 +27,11 @@ MAX_OPEN_ORDERS = 25
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = processes.free_port()
-    server = processes.start_redis(port, tmp_path_factory.mktemp("redis"))
-    yield f"redis://127.0.0.1:{port}/0"
+    """A Redis of the session's, with a password like every Redis of the exchange's: the URL
+    carries it."""
+    port, password = processes.free_port(), new_password()
+    server = processes.start_redis(port, tmp_path_factory.mktemp("redis"), password)
+    yield redis_url_for(f"127.0.0.1:{port}", password)
     server.stop()
 
 

@@ -30,6 +30,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from exchange.v1 import (
     accounts_pb2,
@@ -220,11 +222,17 @@ async def serving_again(stack: Stack, what: str) -> float:
 
 
 async def redis_back(stack: Stack) -> None:
+    assert stack.exchange is not None
+    url = stack.exchange.redis_url
+
     async def answers() -> bool:
-        client = Redis(port=stack.ports.redis, socket_timeout=1)
+        """True once the restarted Redis answers; it must take the same password."""
+        client = Redis.from_url(url, socket_timeout=1)
         try:
             return bool(await client.ping())
-        except OSError:
+        except AuthenticationError:
+            raise
+        except (OSError, RedisConnectionError):
             return False
         finally:
             await client.aclose()
@@ -298,7 +306,8 @@ async def public_reads(stack: Stack, traders: list[Participant], symbol: str) ->
 
 
 async def engine_drained(stack: Stack) -> None:
-    redis = Redis(port=stack.ports.redis)
+    assert stack.exchange is not None
+    redis = Redis.from_url(stack.exchange.redis_url)
     try:
 
         async def drained() -> bool:

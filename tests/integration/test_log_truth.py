@@ -79,7 +79,7 @@ def engine_on(
         **stack.service_env(),
         "MOCKEX_EVENTS_TOPIC": names.EVENTS_TOPIC + suffix,
         "MOCKEX_SNAPSHOTS_TOPIC": names.SNAPSHOTS_TOPIC + suffix,
-        "MOCKEX_REDIS_URL": f"redis://127.0.0.1:{stack.ports.redis}/3",
+        "MOCKEX_REDIS_URL": stack.redis_database_url(3),
         "MOCKEX_ENGINE_GRPC_ADDRESS": f"127.0.0.1:{processes.free_port()}",
         **env,
     }

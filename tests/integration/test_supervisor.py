@@ -187,7 +187,12 @@ def test_run_restarts_a_killed_service_and_its_children_die_with_it(
     text = run.text()
     assert f"REST/gRPC-Web: http://localhost:{ports.edge}\n" in text
     assert f"gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}\n" in text
-    assert f"Redis redis://127.0.0.1:{ports.redis}/0   Kafka 127.0.0.1:{ports.kafka}" in text
+    assert f"Redis redis://:***@127.0.0.1:{ports.redis}/0   Kafka 127.0.0.1:{ports.kafka}" in text
+    # The Redis password is kept like the admin key, the user's alone, and never printed.
+    password_file = run.data_dir / "redis-password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    assert run.data_dir.stat().st_mode & 0o777 == 0o700
+    assert password_file.read_text().strip() not in text
     assert processes.port_open(ports.edge) and serving(ports.gateway)
     children = run.pid_files()
     assert set(children) == {
