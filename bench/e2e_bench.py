@@ -1219,19 +1219,24 @@ def describe(step: StepResult, p99_ms: float, note: str = "") -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bench.run_all import load_average, machine, write_section
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_step_arguments(
+    parser: argparse.ArgumentParser,
+    unit: str,
+    clients: int,
+    users_help: str,
+    rates: tuple[int, ...] = DEFAULT_RATES,
+) -> None:
+    """The options every stepping benchmark takes (this one and bench.session_bench)."""
     parser.add_argument(
         "--rates",
-        default=",".join(str(rate) for rate in DEFAULT_RATES),
-        help="offered rates to step through, orders/s",
+        default=",".join(str(rate) for rate in rates),
+        help=f"offered rates to step through, {unit}/s",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per step (10)")
-    parser.add_argument("--clients", type=int, default=2, help="load-generator processes (2)")
-    parser.add_argument("--channels", type=int, default=1, help="gRPC channels per client (1)")
-    parser.add_argument("--users", type=int, default=8, help="participants (8)")
+    parser.add_argument(
+        "--clients", type=int, default=clients, help=f"load-generator processes ({clients})"
+    )
+    parser.add_argument("--users", type=int, default=8, help=users_help)
     parser.add_argument("--p99-ms", type=float, default=20.0, help="p99 bound for 'held' (20)")
     parser.add_argument(
         "--stop-p99-ms", type=float, default=100.0, help="stop stepping above this p99 (100)"
@@ -1240,6 +1245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--retries", type=int, default=1, help="measure a rate not held again, keep the better"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.run_all import load_average, machine, write_section
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_step_arguments(parser, "orders", clients=2, users_help="participants (8)")
+    parser.add_argument("--channels", type=int, default=1, help="gRPC channels per client (1)")
     parser.add_argument("--cancel-share", type=float, default=0.10, help="share of cancels")
     parser.add_argument("--profile-rate", type=int, help="rate of the profiled step")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled step")

@@ -49,6 +49,7 @@ from bench.e2e_bench import (
     StackOptions,
     StepResult,
     _ms,
+    add_step_arguments,
     cpu_columns,
     cpu_per_order_ms,
     highest_held,
@@ -255,21 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     from bench.run_all import load_average, machine, write_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--rates",
-        default=",".join(str(rate) for rate in DEFAULT_RATES),
-        help="offered rates to step through, requests/s",
-    )
-    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per step (10)")
-    parser.add_argument("--clients", type=int, default=4, help="load-generator processes (4)")
-    parser.add_argument("--users", type=int, default=8, help="participants, one session each (8)")
-    parser.add_argument("--p99-ms", type=float, default=20.0, help="p99 bound for 'held' (20)")
-    parser.add_argument(
-        "--stop-p99-ms", type=float, default=100.0, help="stop stepping above this p99 (100)"
-    )
-    parser.add_argument("--refine", type=int, default=2, help="bisection steps afterwards (2)")
-    parser.add_argument(
-        "--retries", type=int, default=1, help="measure a rate not held again, keep the better"
+    add_step_arguments(
+        parser,
+        "requests",
+        clients=4,
+        users_help="participants, one session each (8)",
+        rates=DEFAULT_RATES,
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=BENCHMARKS, help="markdown file to write")
