@@ -48,7 +48,8 @@ class StackPorts:
 
     @classmethod
     def free(cls) -> StackPorts:
-        return cls(**{port.name: processes.free_port() for port in fields(cls)})
+        names = [port.name for port in fields(cls)]
+        return cls(**dict(zip(names, processes.free_ports(len(names)), strict=True)))
 
     @classmethod
     def from_env(cls) -> StackPorts:

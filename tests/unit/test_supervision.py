@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,9 @@ def test_kafka_data_ports_come_from_its_listeners(tmp_path: Path) -> None:
         "advertised.listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n"
     )
     assert processes.kafka_data_ports(tmp_path) == (9092, 9093)
+
+
+def test_a_free_stack_gets_a_different_port_for_every_process() -> None:
+    for _ in range(50):
+        ports = astuple(StackPorts.free())
+        assert len(set(ports)) == len(ports)
