@@ -135,7 +135,8 @@ class ExchangeState:
         """Every account's user id."""
         self.market_open = True
         """A new exchange starts open (engine_svc.engine.MatchingEngine)."""
-        self.worst_fee = 0
+        self.settings = engine_pb2.ExchangeSettings()
+        """The exchange's rules as the last SettingsChanged left them: the bots' limits."""
         self.scenario = ScenarioStatus()
         self.round = 0
         self.round_open = False
@@ -192,9 +193,13 @@ class ExchangeState:
     def _day_closed(self, event: engine_pb2.EngineEvent) -> None:
         self.market_open = False
 
+    @property
+    def worst_fee(self) -> int:
+        """The fee rate a BUY placed now holds cash for (hundredths of a bp)."""
+        return max(self.settings.maker_fee_centi_bps, self.settings.taker_fee_centi_bps, 0)
+
     def _settings_changed(self, event: engine_pb2.EngineEvent) -> None:
-        settings = event.settings_changed.settings
-        self.worst_fee = max(settings.maker_fee_centi_bps, settings.taker_fee_centi_bps, 0)
+        self.settings = event.settings_changed.settings
 
     def _account_created(self, event: engine_pb2.EngineEvent) -> None:
         created = event.account_created

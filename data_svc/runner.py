@@ -19,7 +19,7 @@ from typing import assert_never
 import grpc
 
 from data_svc import director
-from data_svc.agents import Bot, CancelOrder, PlaceOrder, build_bots
+from data_svc.agents import Bot, CancelOrder, Limits, PlaceOrder, build_bots
 from data_svc.gateway import GatewayClient, is_done_already
 from data_svc.market import RUNNING, ExchangeState, PublishedNews
 from data_svc.prices import FairValues, FairValueShock
@@ -93,7 +93,6 @@ class ScenarioRunner:
         """Each bot's API key, by user id (the process's memory: a restart rotates them)."""
         self.stats = stats
         self.bots = build_bots(scenario)
-        self.limits = bot_limits(scenario.rules)
         self.fair_values = FairValues(scenario, seed)
         self.news_applied = 0
         """How many of the state's news the fair values hold."""
@@ -105,12 +104,10 @@ class ScenarioRunner:
         self._busy: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls = asyncio.Semaphore(BOT_CALLS_AT_ONCE)
-        rules = scenario.rules
-        self._budgets = {
-            bot.agent.agent_id: MessageBudget(rules.message_rate_per_second, rules.message_burst)
-            for bot in self.bots
-            if rules.message_rate_per_second
-        }
+        self._budgets: dict[str, MessageBudget] = {}
+        """Each bot's token bucket at the exchange's message rate (the gateway's burst: twice
+        the rate), made again when the rate changes."""
+        self._budget_rate = 0
         for kind in stats.kinds.values():
             kind.bots = 0
         for bot in self.bots:
@@ -188,10 +185,19 @@ class ScenarioRunner:
             self._repairing.add_done_callback(_log_failure)
         if state.scenario.state != RUNNING or not state.market_open or not state.round_open:
             return
+        limits = bot_limits(state.settings)
+        self._sync_budgets(state.settings.message_rate_per_second)
         for bot, arrival in due:
             # The event in the id: a scenario loaded again the same day sends new clientOrderIds.
             decision_id = f"{_base36(self.loaded_sequence)}.{arrival.decision_id}"
-            self._decide(bot, decision_id, arrival.rng(), clock, now)
+            self._decide(bot, decision_id, arrival.rng(), clock, now, limits)
+
+    def _sync_budgets(self, rate: int) -> None:
+        if rate != self._budget_rate:
+            self._budget_rate = rate
+            self._budgets = {
+                bot.agent.agent_id: MessageBudget(rate, 0) for bot in self.bots if rate
+            }
 
     def _sync_fair_values(self, clock: int, rebuild: bool = False) -> None:
         """News the log published since the last look, into the fair values (rebuilt when one
@@ -277,7 +283,9 @@ class ScenarioRunner:
 
     # ---- the bots --------------------------------------------------------------------------
 
-    def _decide(self, bot: Bot, decision_id: str, rng, clock: int, now: int) -> None:
+    def _decide(
+        self, bot: Bot, decision_id: str, rng, clock: int, now: int, limits: Limits
+    ) -> None:
         agent = bot.agent
         user_id = agent.agent_id
         market = self.state.symbols.get(agent.symbol)
@@ -291,7 +299,7 @@ class ScenarioRunner:
         if key is None:
             self._keys_missing = True  # its key was rotated under it: it gets a new one
             return
-        view = agent_view(bot, self.state, self.fair_values, self.limits, clock, now, decision_id)
+        view = agent_view(bot, self.state, self.fair_values, limits, clock, now, decision_id)
         if view is None:
             return
         intents = agent.decide(view, rng)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from typing import Protocol
 
 from data_svc.agents import (
     AgentView,
@@ -19,7 +20,6 @@ from data_svc.agents import (
 )
 from data_svc.market import ExchangeState
 from data_svc.prices import FairValues
-from data_svc.scenario import Rules
 
 NS_PER_SECOND = 1_000_000_000
 MINUTE_NS = 60 * NS_PER_SECOND
@@ -28,13 +28,24 @@ STALE_ARRIVAL_NS = 2 * NS_PER_SECOND
 a burst."""
 
 
-def bot_limits(rules: Rules) -> Limits:
-    """The rules as every bot's view carries them."""
+class ExchangeRules(Protocol):
+    """The fields of the engine's settings the bots keep to."""
+
+    position_limit: int
+    short_limit: int
+    max_open_orders: int
+    maker_fee_centi_bps: int
+    taker_fee_centi_bps: int
+
+
+def bot_limits(settings: ExchangeRules) -> Limits:
+    """The exchange's rules (the log's, or the engine's own settings in a test) as every bot's
+    view carries them: an organizer's change reaches the bots."""
     return Limits(
-        rules.position_limit,
-        rules.short_limit,
-        rules.max_open_orders,
-        max(rules.maker_fee_bps, rules.taker_fee_bps, 0.0),
+        settings.position_limit,
+        settings.short_limit,
+        settings.max_open_orders,
+        max(settings.maker_fee_centi_bps, settings.taker_fee_centi_bps, 0) / 100,
     )
 
 

@@ -140,7 +140,7 @@ class Simulation:
         self.fair_values = FairValues(scenario, seed)
         self.engine = MatchingEngine(exchange_settings(rules), market_open=False)
         self.bots = build_bots(scenario)
-        self.limits = bot_limits(rules)
+        self.limits = bot_limits(exchange_settings(rules))
         self.now = 0
         lookback = max(
             [RECENT_TRADES]

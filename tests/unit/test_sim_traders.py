@@ -71,8 +71,9 @@ def test_a_view_needs_the_bots_account_and_symbol_in_the_log() -> None:
     scenario, bots = default_bots()
     [maker] = [bot for bot in bots if bot.agent.symbol == "ACME" and "maker" in bot.agent.agent_id]
     fair_values = FairValues(scenario, 1)
-    limits = bot_limits(scenario.rules)
-    log = Log(maker_fee_centi_bps=100, taker_fee_centi_bps=200)
+    log = Log(maker_fee_centi_bps=100, taker_fee_centi_bps=200, position_limit=5000)
+    limits = bot_limits(log.state.settings)
+    assert (limits.position_limit, limits.worst_fee_bps) == (5000, 2.0)
     view = agent_view(maker, log.state, fair_values, limits, 0, 0, "d1")
     assert view is None
     log(log.engine.add_symbol("ACME", 0, "0.01", 1, 5_000))
