@@ -996,18 +996,10 @@ def render_section(
     title = "## End to end: gRPC clients → gateway → Redis → engine → Kafka → answer"
     if scenario:
         title += f", with the `{scenario}` scenario's bots trading"
+    from bench.run_all import section_head
+
     lines = [
-        start_marker,
-        title,
-        "",
-        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC. Rewritten on every run; "
-        "only this section.",
-        "",
-        "| Machine | |",
-        "|---|---|",
-        *(f"| {key} | {value} |" for key, value in machine.items()),
-        f"| Load average (1/5/15 min) | {loads[0]} at start, {loads[1]} at the end |",
-        "",
+        *section_head(start_marker, title, command, started, machine, loads),
         "| Setting | |",
         "|---|---|",
         *(f"| {key} | {value} |" for key, value in settings.items()),

@@ -25,7 +25,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.run_all import BENCHMARKS, load_average, machine, write_section
+from bench.run_all import BENCHMARKS, load_average, machine, section_head, write_section
 from mockex import processes
 
 START_MARKER = "<!-- log-durability:start -->"
@@ -114,17 +114,14 @@ async def measure(bootstrap: str, records: int, sizes: list[int], repeats: int) 
 
 def render(results: list[dict], command: str, started: datetime.datetime, loads: tuple) -> str:
     lines = [
-        START_MARKER,
-        "## The log's durability: what fsync on every write costs (local broker)",
-        "",
-        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC. Rewritten on every run; only "
-        "this section.",
-        "",
-        "| Machine | |",
-        "|---|---|",
-        *(f"| {key} | {value} |" for key, value in machine().items()),
-        f"| Load average (1/5/15 min) | {loads[0]} at start, {loads[1]} at the end |",
-        "",
+        *section_head(
+            START_MARKER,
+            "## The log's durability: what fsync on every write costs (local broker)",
+            command,
+            started,
+            machine(),
+            loads,
+        ),
         "One Kafka broker of its own, two topics that differ only in `flush.messages`, the "
         f"engine's producer settings (acks=all, idempotent, linger 0), {RECORD_BYTES}-byte "
         "records sent a round at a time (all sends queued, then all acks awaited), the two "

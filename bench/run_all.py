@@ -260,6 +260,31 @@ def machine() -> dict[str, str]:
     }
 
 
+def section_head(
+    start_marker: str,
+    title: str,
+    command: str,
+    started: datetime.datetime,
+    machine_facts: dict[str, str],
+    loads: tuple[str, str],
+) -> list[str]:
+    """The opening every benchmark's section of BENCHMARKS.md shares: its marker and title, the
+    command and time it was written by, the machine and the load around the run."""
+    return [
+        start_marker,
+        title,
+        "",
+        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC. Rewritten on every run; "
+        "only this section.",
+        "",
+        "| Machine | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in machine_facts.items()),
+        f"| Load average (1/5/15 min) | {loads[0]} at start, {loads[1]} at the end |",
+        "",
+    ]
+
+
 def load_average() -> str:
     try:
         return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -296,17 +321,14 @@ def render_section(
     verdict = "met" if ratio >= 1 else "NOT met"
     rounds = sorted({run.round for run in runs})
     lines = [
-        START_MARKER,
-        "## Matching engine vs the plain baseline (order-flow file)",
-        "",
-        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC. Rewritten on every run; "
-        "only this section.",
-        "",
-        "| Machine | |",
-        "|---|---|",
-        *(f"| {key} | {value} |" for key, value in machine().items()),
-        f"| Load average (1/5/15 min) | {loads[0]} at start, {loads[1]} at the end |",
-        "",
+        *section_head(
+            START_MARKER,
+            "## Matching engine vs the plain baseline (order-flow file)",
+            command,
+            started,
+            machine(),
+            loads,
+        ),
         f"**Flow**: `{flow.relative_to(REPO_ROOT)}`, {int(outcome['messages']):,} messages, "
         f"seed {seed}, made by `bench.generate_flow`"
         f"{' (reused: its stamp matched)' if reused else ''}: {summary}.",

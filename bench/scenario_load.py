@@ -26,7 +26,14 @@ from pathlib import Path
 import grpc
 
 from bench.e2e_bench import CpuMeter
-from bench.run_all import BENCHMARKS, REPO_ROOT, load_average, machine, write_section
+from bench.run_all import (
+    BENCHMARKS,
+    REPO_ROOT,
+    load_average,
+    machine,
+    section_head,
+    write_section,
+)
 
 START_MARKER = "<!-- scenario-bench:start -->"
 END_MARKER = "<!-- scenario-bench:end -->"
@@ -145,18 +152,15 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def section(args: argparse.Namespace, result: dict, command: str, loads: tuple[str, str]) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        START_MARKER,
-        f"## The simulator's own load (scenario `{args.scenario}`)",
-        "",
-        f"Written by `{command}` on {now}. Rewritten on every run; only this section.",
-        "",
-        "| Machine | |",
-        "|---|---|",
-        *(f"| {key} | {value} |" for key, value in machine().items()),
-        f"| Load average (1/5/15 min) | {loads[0]} at start, {loads[1]} at the end |",
-        "",
+        *section_head(
+            START_MARKER,
+            f"## The simulator's own load (scenario `{args.scenario}`)",
+            command,
+            datetime.datetime.now(datetime.UTC),
+            machine(),
+            loads,
+        ),
         "**How it is measured.** The bench starts its own stack (Redis, Kafka, every service, "
         f"data_svc playing `{args.scenario}` seed 1, Envoy), waits until every symbol has "
         f"traded, lets the market run {args.warmup:.0f} s, then counts over "

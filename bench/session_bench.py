@@ -193,18 +193,17 @@ def render_section(
     best: StepResult | None,
 ) -> str:
     cpus = os.cpu_count() or 1
+    from bench.run_all import section_head
+
     lines = [
-        START_MARKER,
-        "## Order sessions: bots on OrderSession streams → gateway → Redis → engine → Kafka",
-        "",
-        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC. Rewritten on every run; "
-        "only this section.",
-        "",
-        "| Machine | |",
-        "|---|---|",
-        *(f"| {key} | {value} |" for key, value in machine.items()),
-        f"| Load average (1/5/15 min) | {loads[0]} at start, {loads[1]} at the end |",
-        "",
+        *section_head(
+            START_MARKER,
+            "## Order sessions: bots on OrderSession streams → gateway → Redis → engine → Kafka",
+            command,
+            started,
+            machine,
+            loads,
+        ),
         "| Setting | |",
         "|---|---|",
         *(f"| {key} | {value} |" for key, value in settings.items()),
