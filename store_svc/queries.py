@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Table, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.v1 import competition_pb2, reports_pb2, types_pb2
-from mockex import participant
+from mockex import participant, ranking
 from mockex.participant import NANOS_PER_SECOND, ticks_to_price, timestamp
 from store_svc import reports
 from store_svc.db import (
@@ -225,10 +225,10 @@ async def latest_news(engine: AsyncEngine, limit: int) -> list[competition_pb2.N
 
 async def event_reports(
     engine: AsyncEngine, user_id: str, round_number: int
-) -> tuple[reports.Event, list[reports_pb2.ParticipantReport]]:
-    """The event in progress and its reports: every participant's, or `user_id`'s (none when
-    that user is no participant); every round and the total, or `round_number`'s only
-    (UnknownRound when it was not played)."""
+) -> tuple[reports.Event, list[reports_pb2.ParticipantReport], int]:
+    """The event in progress, its reports and the metric that ranks them: every
+    participant's, or `user_id`'s (none when that user is no participant); every round and the
+    total, or `round_number`'s only (UnknownRound when it was not played)."""
     async with engine.connect() as conn:
         marks = await conn.execute(
             select(round_marks).order_by(round_marks.c.log_offset, round_marks.c.event_index)
@@ -256,8 +256,9 @@ async def event_reports(
                 )
             ).scalars()
         )
+        metric = await _ranking_in_force(conn)
         if user_id and user_id not in participants:
-            return event, []
+            return event, [], metric
         listed = await conn.execute(select(symbols.c.symbol, symbols.c.tick_size))
         ticks = {symbol: reports.tick_units(tick_size) for symbol, tick_size in listed}
         tallies_by_round = {}
@@ -267,14 +268,14 @@ async def event_reports(
             tallies_by_round[span.round] = reports.tallies(groups, ticks)
             if span.round != reports.WHOLE_EVENT:
                 samples_by_round[span.round] = await _last_samples(conn, span)
-        metric = await _ranking_in_force(conn)
-    return event, reports.build_reports(
+    found = reports.build_reports(
         event, participants, tallies_by_round, samples_by_round, round_number, user_id, metric
     )
+    return event, found, metric
 
 
 async def _ranking_in_force(conn: AsyncConnection) -> int:
-    """The metric of the log's last SettingsChanged (0, P&L, before any)."""
+    """The metric of the log's last SettingsChanged (P&L before any)."""
     name = (
         await conn.execute(
             select(rankings.c.ranking)
@@ -282,7 +283,7 @@ async def _ranking_in_force(conn: AsyncConnection) -> int:
             .limit(1)
         )
     ).scalar()
-    return types_pb2.RankingMetric.Value(name) if name else 0
+    return ranking.metric_in_force(types_pb2.RankingMetric.Value(name) if name else 0)
 
 
 def _within(table: Table, span: reports.Span) -> list[ColumnElement[bool]]:

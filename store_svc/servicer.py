@@ -121,13 +121,15 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.GetReportsResponse:
         await self._wait_fresh(context)
         try:
-            event, found = await queries.event_reports(self._engine, request.user_id, request.round)
+            event, found, metric = await queries.event_reports(
+                self._engine, request.user_id, request.round
+            )
         except queries.UnknownRound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except DB_UNAVAILABLE as exc:
             await self._abort_database_away(exc, context)
         return store_pb2.GetReportsResponse(
-            scenario=event.scenario, rounds=event.round_numbers(), reports=found
+            scenario=event.scenario, rounds=event.round_numbers(), reports=found, ranked_by=metric
         )
 
     async def _wait_fresh(self, context: grpc.aio.ServicerContext) -> None:

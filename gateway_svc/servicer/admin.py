@@ -295,6 +295,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             rounds=answer.rounds,
             reports=answer.reports,
             timestamp=participant.timestamp(time.time_ns()),
+            ranked_by=answer.ranked_by,
         )
 
     @staticmethod

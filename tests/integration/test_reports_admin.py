@@ -287,7 +287,9 @@ async def test_the_rules_ranking_orders_the_leaderboard_and_the_results(
         assert {buyer.user_id, seller.user_id} <= {entry["userId"] for entry in entries}
         assert entries == by_sharpe(entries)
         assert [entry["rank"] for entry in entries] == list(range(1, len(entries) + 1))
-        reports = rest.ok("GET", "/admin/results", key=ADMIN_KEY)["reports"]
+        results = rest.ok("GET", "/admin/results", key=ADMIN_KEY)
+        assert results["rankedBy"] == "SHARPE"
+        reports = results["reports"]
         assert reports == by_sharpe(reports, "total")
         refused = rest.call(
             "POST", "/admin/rules", {"ranking": "RANKING_METRIC_UNSPECIFIED"}, ADMIN_KEY
@@ -298,6 +300,7 @@ async def test_the_rules_ranking_orders_the_leaderboard_and_the_results(
     assert rules["ranking"] == "PNL"
     board = rest.ok("GET", "/leaderboard")
     assert board["rankedBy"] == "PNL"
+    assert rest.ok("GET", "/admin/results", key=ADMIN_KEY)["rankedBy"] == "PNL"
     pnls = [entry["pnl"] for entry in board["entries"]]
     assert pnls == sorted(pnls, reverse=True)
 

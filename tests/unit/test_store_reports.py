@@ -363,7 +363,8 @@ async def test_reports_from_the_engines_log_match_its_fills_and_scores(database)
     log, by_round = two_rounds()
     for rows in log.polls:
         await write_rows(database, rows)
-    event, reports = await queries.event_reports(database, "", 0)
+    event, reports, ranked_by = await queries.event_reports(database, "", 0)
+    assert ranked_by == types_pb2.PNL
     assert (event.scenario, event.round_numbers()) == ("unit", [1, 2])
     assert [report.user_id for report in reports] == sorted(
         ["alice", "bob"], key=lambda user: -log.handler.engine.scores[user].banked
