@@ -302,9 +302,9 @@ class SimulatorApp:
 
     # ---- status ----------------------------------------------------------------------------
 
-    def status(self) -> simulator_pb2.GetSimulatorStatusResponse:
+    def status(self) -> admin_pb2.GetSimulatorStatusResponse:
         scenario = self.state.scenario
-        answer = simulator_pb2.GetSimulatorStatusResponse(
+        answer = admin_pb2.GetSimulatorStatusResponse(
             scenario=scenario.name,
             seed=scenario.seed,
             state=_STATE_NAMES.get(scenario.state, "NOT_STARTED"),

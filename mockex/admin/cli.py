@@ -267,6 +267,39 @@ def list_scenarios(client: AdminClient, args: argparse.Namespace, output: Output
     return 0
 
 
+def simulator_status(client: AdminClient, args: argparse.Namespace, output: Output) -> int:
+    answer = client.call("GetSimulatorStatus", admin_pb2.GetSimulatorStatusRequest())
+    if not answer.scenario:
+        output.result(f"no scenario loaded ({answer.state})")
+        return 0
+    output.result(
+        f"{answer.scenario} (seed {answer.seed}) {answer.state}, "
+        f"scenario clock {answer.scenario_seconds:.0f} s"
+    )
+    rows = [
+        (
+            kind.kind,
+            str(kind.bots),
+            str(kind.orders),
+            str(kind.cancels),
+            f"{kind.orders_per_second:.1f}",
+        )
+        for kind in answer.kinds
+    ]
+    for line in table(
+        ("bots", "count", "orders", "cancels", "orders/s"), rows, numeric={1, 2, 3, 4}
+    ):
+        output.result(line)
+    fair = ", ".join(
+        f"{symbol} {value:.2f}" for symbol, value in sorted(answer.fair_values.items())
+    )
+    output.result(f"fair values: {fair or '-'}")
+    for title, counts in (("refused", answer.rejected), ("skipped", answer.skipped)):
+        if counts:
+            output.result(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
 def load_scenario(client: AdminClient, args: argparse.Namespace, output: Output) -> int:
     request = admin_pb2.LoadScenarioRequest(name=args.name, seed=args.seed, paused=args.paused)
     answer = client.call("LoadScenario", request, timeout=max(client.timeout, LOAD_TIMEOUT_SECONDS))
@@ -436,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     news.add_argument("--news-id", default="", help="your id: posting it twice is refused")
 
     command("scenarios", list_scenarios, "the simulator's scenarios")
+    command(
+        "simulator",
+        simulator_status,
+        "the simulator now: scenario, state, clock, bots by kind, fair values (never shown to "
+        "participants)",
+    )
     load = command(
         "load-scenario",
         load_scenario,

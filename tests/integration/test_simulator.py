@@ -23,7 +23,8 @@ import grpc
 import pytest
 from websockets.asyncio.client import connect
 
-from exchange.internal.v1 import simulator_pb2, simulator_pb2_grpc
+from exchange.internal.v1 import simulator_pb2_grpc
+from exchange.v1 import admin_pb2
 from mockex.admin.cli import main as admin_cli
 from mockex.processes import REPO_ROOT
 from mockex.stack import ExchangeStack
@@ -79,10 +80,10 @@ def rest(stack: ExchangeStack) -> Edge:
     return Edge(f"http://127.0.0.1:{stack.ports.edge}")
 
 
-def simulator_status(stack: ExchangeStack) -> simulator_pb2.GetSimulatorStatusResponse:
+def simulator_status(stack: ExchangeStack) -> admin_pb2.GetSimulatorStatusResponse:
     with grpc.insecure_channel(f"127.0.0.1:{stack.ports.data}") as channel:
         stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
-        return stub.GetSimulatorStatus(simulator_pb2.GetSimulatorStatusRequest(), timeout=5)
+        return stub.GetSimulatorStatus(admin_pb2.GetSimulatorStatusRequest(), timeout=5)
 
 
 def until(probe, timeout: float, what: str):
@@ -115,6 +116,24 @@ def test_the_default_scenario_trades_every_symbol(stack: ExchangeStack, rest: Ed
     assert sum(kind.bots for kind in status.kinds) == 40
     assert {kind.kind for kind in status.kinds} >= {"market_maker", "noise", "value"}
     assert set(status.fair_values) == DEFAULT_SYMBOLS
+    shown = rest.ok("GET", "/admin/simulator", key=ADMIN_KEY)
+    assert (shown["scenario"], shown["state"]) == ("default", "RUNNING")
+    assert set(shown["fairValues"]) == DEFAULT_SYMBOLS
+    assert sum(kind["bots"] for kind in shown["kinds"]) == 40
+    participant_key = rest.participant()
+    assert_error(rest.call("GET", "/admin/simulator", key=participant_key), 403, 7, "admin")
+    out, err = io.StringIO(), io.StringIO()
+    target = f"127.0.0.1:{stack.ports.gateway}"
+    assert admin_cli(["--target", target, "--admin-key", ADMIN_KEY, "simulator"], out, err) == 0
+    printed = out.getvalue().splitlines()
+    assert printed[0].startswith("default (seed ") and " RUNNING, scenario clock " in printed[0]
+    assert printed[1].split() == ["bots", "count", "orders", "cancels", "orders/s"]
+    [fair] = [line for line in printed if line.startswith("fair values: ")]
+    assert [item.split()[0] for item in fair.removeprefix("fair values: ").split(", ")] == sorted(
+        DEFAULT_SYMBOLS
+    )
+    kinds = {line.split()[0] for line in printed[2 : printed.index(fair)]}
+    assert kinds >= {"market_maker", "noise", "value"}
     schedule = rest.ok("GET", "/schedule")
     assert schedule["scenario"] == "default" and schedule["round"] == 1
     assert schedule["marketOpen"] is True
