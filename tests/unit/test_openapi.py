@@ -50,6 +50,7 @@ EXTRA_ROUTES = {  # beyond SPEC.md (docs/edge.md): organizer tools, cancel-all
     ("get", "/admin/scenarios"),
     ("get", "/report"),
     ("get", "/admin/results"),
+    ("get", "/admin/simulator"),
 }
 
 
