@@ -17,6 +17,7 @@ import grpc
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import admin_pb2, orders_pb2, types_pb2
 from mockex import participant, ranking
+from mockex.auth import ADMIN_USER_ID
 
 MAX_ORDER_QUANTITY = 1_000_000
 MAX_PRICE = 10_000_000.0
@@ -26,8 +27,13 @@ MAX_POSITION = 1_000_000_000
 MAX_TICK_SIZE = 10_000.0
 MAX_LOT_SIZE = 1_000_000
 MAX_CLIENT_ORDER_ID_LENGTH = 64
-SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,11}$")
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9.]{0,11}")
+USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""Identifier patterns are matched whole (`fullmatch`): `$` would let a trailing newline in."""
+RESERVED_USER_IDS = frozenset({ADMIN_USER_ID})
+"""Taken by the organizer's key (MOCKEX_ADMIN_KEY); compared without case."""
+LIMIT_TIMES_IN_FORCE = (types_pb2.GFD, types_pb2.IOC, types_pb2.FOK, types_pb2.GTC)
+MARKET_TIMES_IN_FORCE = (types_pb2.IOC, types_pb2.FOK)
 ORDER_LIST_FILTERS = ("", "open", "closed")
 
 
@@ -68,7 +74,7 @@ class SymbolSpec:
 def check_symbol_name(symbol: str, field: str = "symbol") -> None:
     if not symbol:
         raise invalid(f"{field} is required")
-    if not SYMBOL_PATTERN.match(symbol):
+    if not SYMBOL_PATTERN.fullmatch(symbol):
         raise invalid(
             f"{field} {symbol!r} is not a symbol: upper-case letters and digits, at most 12"
         )
@@ -89,12 +95,12 @@ def place_order_command(
     check_symbol_name(request.symbol)
     if spec is None:
         raise invalid(f"symbol {request.symbol!r} is not listed")
-    if request.side not in (types_pb2.BUY, types_pb2.SELL):
-        raise invalid("side is required: BUY or SELL")
-    if request.type not in (types_pb2.LIMIT, types_pb2.MARKET):
-        raise invalid("type is required: LIMIT or MARKET")
+    check_choice("side", request.side, (types_pb2.BUY, types_pb2.SELL), types_pb2.Side)
+    check_choice("type", request.type, (types_pb2.LIMIT, types_pb2.MARKET), types_pb2.OrderType)
     quantity = request.quantity
-    if quantity <= 0:
+    if quantity == 0:
+        raise invalid("quantity is required: a positive integer")
+    if quantity < 0:
         raise invalid(f"quantity must be a positive integer, got {quantity}")
     if quantity > MAX_ORDER_QUANTITY:
         raise invalid(f"quantity {quantity} is over the maximum of {MAX_ORDER_QUANTITY}")
@@ -102,6 +108,8 @@ def place_order_command(
         raise invalid(f"quantity {quantity} is not a multiple of the lot size {spec.lot_size}")
     time_in_force = request.time_in_force
     price_ticks = 0
+    if time_in_force:
+        check_choice("timeInForce", time_in_force, LIMIT_TIMES_IN_FORCE, types_pb2.TimeInForce)
     if request.type == types_pb2.LIMIT:
         time_in_force = time_in_force or types_pb2.GFD
         price = request.price
@@ -115,7 +123,7 @@ def place_order_command(
         price_ticks = ticks
     else:
         time_in_force = time_in_force or types_pb2.IOC
-        if time_in_force not in (types_pb2.IOC, types_pb2.FOK):
+        if time_in_force not in MARKET_TIMES_IN_FORCE:
             name = types_pb2.TimeInForce.Name(time_in_force)
             raise invalid(f"timeInForce {name} is not allowed for a MARKET order: IOC or FOK")
     if len(request.client_order_id) > MAX_CLIENT_ORDER_ID_LENGTH:
@@ -131,6 +139,19 @@ def place_order_command(
         quantity=quantity,
         client_order_id=request.client_order_id,
     )
+
+
+def check_choice(field: str, value: int, allowed: Iterable[int], enum) -> None:
+    """An enum field: required, and one of `allowed`, named as participants write them (a
+    number that is no named value, such as `"timeInForce": 99`, stops here, not at the
+    engine)."""
+    names = [enum.Name(choice) for choice in allowed]
+    listed = ", ".join(names[:-1]) + " or " + names[-1]
+    if not value:
+        raise invalid(f"{field} is required: {listed}")
+    if value not in allowed:
+        shown = enum.Name(value) if value in enum.values() else str(value)
+        raise invalid(f"{field} must be {listed}, got {shown}")
 
 
 def check_order_id(order_id: str) -> None:
@@ -152,7 +173,7 @@ def create_account_command(
 ) -> engine_pb2.CreateAccountCommand:
     """Each granted position gets its cost basis: `costBasis` when given, else the symbol's
     reference price; a symbol without one needs a costBasis, so P&L starts at 0."""
-    check_user_id(request.user_id)
+    check_new_user_id(request.user_id)
     if not math.isfinite(request.cash) or request.cash < 0:
         raise invalid(f"cash must be zero or positive, got {request.cash}")
     if request.cash > MAX_CASH:
@@ -315,18 +336,27 @@ MAX_HEADLINE_LENGTH = 280
 MAX_NEWS_SYMBOLS = 20
 MAX_FEE_BPS = 1_000.0
 MAX_ROUND_SECONDS = 7 * 24 * 3600.0
-NEWS_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NEWS_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def check_user_id(user_id: str) -> None:
-    if not USER_ID_PATTERN.match(user_id):
+    if not USER_ID_PATTERN.fullmatch(user_id):
         raise invalid(f"userId {user_id!r} must be 1-64 letters, digits, '_', '.' or '-'")
+
+
+def check_new_user_id(user_id: str) -> None:
+    """A new participant's id: well formed and not reserved."""
+    check_user_id(user_id)
+    if user_id.lower() in RESERVED_USER_IDS:
+        raise invalid(
+            f"userId {user_id!r} is reserved: the organizer's key (MOCKEX_ADMIN_KEY) is that user"
+        )
 
 
 def publish_news_command(
     request: admin_pb2.PostNewsRequest, news_id: str
 ) -> engine_pb2.PublishNewsCommand:
-    if not NEWS_ID.match(news_id):
+    if not NEWS_ID.fullmatch(news_id):
         raise invalid(f"newsId {news_id!r} must be 1 to 64 letters, digits, '-', '_' or '.'")
     headline = request.headline.strip()
     if not headline:

@@ -39,7 +39,7 @@ SCENARIO_STATES = {
     competition_pb2.PAUSED: engine_pb2.SCENARIO_STATE_PAUSED,
     competition_pb2.FINISHED: engine_pb2.SCENARIO_STATE_STOPPED,
 }
-SCENARIO_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LOAD_TIMEOUT_SECONDS = 60.0
 """Loading lists the symbols and opens every bot's account: a few hundred engine commands."""
 
@@ -230,7 +230,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         state = SCENARIO_STATES.get(request.state)
         if state is None:
             raise invalid("state must be LOADED, RUNNING, PAUSED or FINISHED")
-        if state == engine_pb2.SCENARIO_STATE_LOADED and not SCENARIO_NAME.match(request.name):
+        if state == engine_pb2.SCENARIO_STATE_LOADED and not SCENARIO_NAME.fullmatch(request.name):
             raise invalid(
                 f"name {request.name!r} must be a scenario's name: letters, digits, '-' or '_'"
             )
@@ -262,7 +262,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SetScenarioResponse()
 
     async def LoadScenario(self, request, context):
-        if not SCENARIO_NAME.match(request.name):
+        if not SCENARIO_NAME.fullmatch(request.name):
             raise invalid(
                 f"name {request.name!r} must be a scenario's name: letters, digits, '-' or '_' "
                 "(GET /admin/scenarios lists them)"

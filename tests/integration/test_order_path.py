@@ -200,6 +200,9 @@ async def test_store_answers_history_matching_the_kafka_log(
         ({"price": 10.001}, "price"),
         ({"price": 1e12}, "price"),
         ({"type": types_pb2.MARKET, "time_in_force": types_pb2.GFD}, "timeInForce"),
+        ({"side": 99}, "side must be BUY or SELL, got 99"),
+        ({"time_in_force": 99}, "timeInForce must be GFD, IOC, FOK or GTC, got 99"),
+        ({"symbol": "NL\n"}, "symbol"),
         ({"client_order_id": "x" * 65}, "clientOrderId"),
     ],
 )

@@ -516,6 +516,13 @@ def test_rate_limit_is_429_with_retry_after(rest: Edge) -> None:
         ("fractional quantity", b'{"quantity": 2.5}', "/order/place", "quantity"),
         ("unknown side", b'{"side": "HOLD"}', "/order/place", "side"),
         ("unknown type", b'{"type": "STOP"}', "/order/place", "type"),
+        (
+            "timeInForce a number that names no value",
+            b'{"timeInForce": 99}',
+            "/order/place",
+            "timeInForce must be GFD, IOC, FOK or GTC, got 99",
+        ),
+        ("symbol with a trailing newline", b'{"symbol": "NL\\n"}', "/order/place", "symbol"),
         ("price not a number", b'{"price": "cheap"}', "/order/place", "price"),
         ("unknown body field", b'{"qty": 5}', "/order/place", "qty"),
         ("unknown query parameter", b"{}", "/order/place?dryRun=true", "dryRun"),
