@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from exchange.internal.v1 import simulator_pb2_grpc, store_pb2_grpc
 from gateway_svc import servicer
+from gateway_svc.client_address import AddressLimits
 from gateway_svc.config import GatewayConfig
 from gateway_svc.engine_client import EngineClient
 from gateway_svc.exchange import Exchange
@@ -58,8 +59,16 @@ class GatewayApp:
         self.limiter = TokenBucketLimiter(
             self.config.rate_limit_per_second, self.config.rate_limit_burst
         )
+        config = self.config
+        address_limits = AddressLimits(
+            public=TokenBucketLimiter(
+                config.public_rate_limit_per_second, config.public_rate_limit_burst
+            ),
+            failed_auth=TokenBucketLimiter(config.failed_auth_per_second, config.failed_auth_burst),
+            trusted_proxies=config.trusted_proxies,
+        )
         interceptor = GatewayInterceptor(
-            ApiKeyAuthenticator(self.redis, self.config.admin_key), self.limiter
+            ApiKeyAuthenticator(self.redis, config.admin_key), self.limiter, address_limits
         )
         self.grpc = await start_grpc_server(
             self.config.grpc_address,

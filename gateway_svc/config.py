@@ -34,6 +34,17 @@ class GatewayConfig:
     session_max_in_flight: int
     """Requests of one OrderSession being processed or answered but unwritten at a time; the
     session reads no further message until one is answered (backpressure)."""
+    public_rate_limit_per_second: float = 200.0
+    """Public reads (no key) per second per client address; 0 turns the limit off. Generous:
+    a classroom behind one NAT shares an address."""
+    public_rate_limit_burst: int = 400
+    failed_auth_per_second: float = 5.0
+    """Calls with a missing or unknown API key per second per client address before they
+    are refused as RESOURCE_EXHAUSTED instead of UNAUTHENTICATED; 0 turns the limit off."""
+    failed_auth_burst: int = 20
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Peers whose x-forwarded-for names the client's address (the edge's Envoy); from any
+    other peer the header is ignored."""
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -52,4 +63,13 @@ class GatewayConfig:
             rate_limit_per_second=env_float("MOCKEX_RATE_LIMIT_PER_SECOND", 100.0),
             rate_limit_burst=env_int("MOCKEX_RATE_LIMIT_BURST", 200),
             session_max_in_flight=env_int("MOCKEX_SESSION_MAX_IN_FLIGHT", 64),
+            public_rate_limit_per_second=env_float("MOCKEX_PUBLIC_RATE_LIMIT_PER_SECOND", 200.0),
+            public_rate_limit_burst=env_int("MOCKEX_PUBLIC_RATE_LIMIT_BURST", 400),
+            failed_auth_per_second=env_float("MOCKEX_FAILED_AUTH_PER_SECOND", 5.0),
+            failed_auth_burst=env_int("MOCKEX_FAILED_AUTH_BURST", 20),
+            trusted_proxies=tuple(
+                host.strip()
+                for host in env_str("MOCKEX_TRUSTED_PROXIES", "127.0.0.1,::1").split(",")
+                if host.strip()
+            ),
         )

@@ -10,7 +10,6 @@ request's error into an answer with `error_status()`, the mapping the unary call
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 import math
@@ -22,53 +21,16 @@ from typing import Any
 import grpc
 from redis.exceptions import RedisError
 
-from exchange.v1 import (
-    accounts_pb2,
-    admin_pb2,
-    competition_pb2,
-    market_pb2,
-    orders_pb2,
-)
+from gateway_svc.client_address import AddressLimits
 from gateway_svc.engine_client import EngineUnavailable
 from gateway_svc.rate_limit import TokenBucketLimiter
 from gateway_svc.validation import RequestError
+from mockex.access import ACCESS, Access
 from mockex.auth import ApiKeyAuthenticator, Caller, api_key_from_metadata
 from mockex.caches import CachesIncomplete
 
 log = logging.getLogger("gateway_svc")
 
-
-class Access(enum.Enum):
-    PUBLIC = "public"
-    """Anybody; no key needed."""
-    PARTICIPANT = "participant"
-    """A valid API key; rate-limited (admins are not)."""
-    ADMIN = "admin"
-    """An API key with the admin role."""
-
-
-def _methods(descriptor, service: str, access: Access) -> dict[str, Access]:
-    full_name = descriptor.services_by_name[service].full_name
-    return {
-        f"/{full_name}/{method.name}": access
-        for method in descriptor.services_by_name[service].methods
-    }
-
-
-ACCESS: dict[str, Access] = {
-    **_methods(orders_pb2.DESCRIPTOR, "OrderService", Access.PARTICIPANT),
-    **_methods(market_pb2.DESCRIPTOR, "BookService", Access.PUBLIC),
-    **_methods(market_pb2.DESCRIPTOR, "TradeService", Access.PUBLIC),
-    **_methods(accounts_pb2.DESCRIPTOR, "AccountService", Access.PUBLIC),
-    **_methods(accounts_pb2.DESCRIPTOR, "HealthService", Access.PUBLIC),
-    **_methods(admin_pb2.DESCRIPTOR, "AdminService", Access.ADMIN),
-    **_methods(competition_pb2.DESCRIPTOR, "CompetitionService", Access.PUBLIC),
-    "/exchange.v1.AccountService/GetAccount": Access.PARTICIPANT,
-    "/exchange.v1.AccountService/GetReport": Access.PARTICIPANT,
-}
-"""Who may call each method of ours (unary calls and the OrderSession stream). The
-StreamService streams are forwarded to stream_svc, which checks the key of StreamOrderUpdates
-itself; health and reflection are the stock services."""
 
 PASSED_THROUGH = (
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -130,9 +92,16 @@ def error_status(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]
 
 
 class GatewayInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: ApiKeyAuthenticator, limiter: TokenBucketLimiter) -> None:
+    def __init__(
+        self,
+        authenticator: ApiKeyAuthenticator,
+        limiter: TokenBucketLimiter,
+        address_limits: AddressLimits | None = None,
+    ) -> None:
         self._authenticator = authenticator
         self._limiter = limiter
+        self._address_limits = address_limits
+        """None: no per-address limits (public reads and failed sign-ins unlimited)."""
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -153,7 +122,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
     def _guard_unary(self, behavior, access: Access, method: str):
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                if access is not Access.PUBLIC:
+                if access is Access.PUBLIC:
+                    self._spend_public(context)
+                else:
                     caller = await self._authenticate(access, context)
                     _caller.set(caller)
                     self._spend(caller, context)
@@ -187,6 +158,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
             api_key_from_metadata(context.invocation_metadata())
         )
         if caller is None:
+            self._spend_address("failed_auth", context)
             raise RequestError(
                 grpc.StatusCode.UNAUTHENTICATED, "missing or unknown API key (x-api-key)"
             )
@@ -209,6 +181,27 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"rate limit of {self._limiter.rate:g} requests/s for this API key "
             f"exceeded; retry after {retry_after}s",
+        )
+
+    def _spend_public(self, context: grpc.aio.ServicerContext) -> None:
+        self._spend_address("public", context)
+
+    def _spend_address(self, kind: str, context: grpc.aio.ServicerContext) -> None:
+        """One token of the client address's `kind` bucket (public reads or failed sign-ins)."""
+        limits = self._address_limits
+        if limits is None:
+            return
+        limiter = limits.public if kind == "public" else limits.failed_auth
+        address = limits.address(context.peer(), context.invocation_metadata() or ())
+        wait = limits.take(limiter, address, time.monotonic())
+        if not wait:
+            return
+        retry_after = max(1, math.ceil(wait))
+        context.set_trailing_metadata((("retry-after", str(retry_after)),))
+        what = "public requests" if kind == "public" else "failed sign-ins (unknown API keys)"
+        raise RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"too many {what} from this address ({limiter.rate:g}/s); retry after {retry_after}s",
         )
 
 

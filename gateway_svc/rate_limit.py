@@ -36,3 +36,19 @@ class TokenBucketLimiter:
             return 0.0
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / self.rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def forget_full(self, now: float) -> None:
+        """Drops every bucket that has refilled: it would start full anyway. Keeps a limiter
+        keyed by client address from growing with every address ever seen."""
+        if not self.enabled:
+            self._buckets.clear()
+            return
+        burst, rate = float(self.burst), self.rate
+        self._buckets = {
+            key: (tokens, counted_at)
+            for key, (tokens, counted_at) in self._buckets.items()
+            if tokens + (now - counted_at) * rate < burst
+        }

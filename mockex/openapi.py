@@ -18,6 +18,8 @@ from typing import Any
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from mockex.access import Access, access_of
+
 FieldProto = descriptor_pb2.FieldDescriptorProto
 
 PUBLIC_SERVICES = (
@@ -29,7 +31,6 @@ PUBLIC_SERVICES = (
     "AdminService",
     "CompetitionService",
 )
-UNAUTHENTICATED_PATHS = ("/healthz", "/market/symbols", "/leaderboard", "/news", "/schedule")
 ERROR_STATUSES = {
     "400": "INVALID_ARGUMENT or FAILED_PRECONDITION",
     "401": "UNAUTHENTICATED: missing or unknown X-API-Key",
@@ -159,6 +160,9 @@ class OpenApiBuilder:
             lambda match: "{" + by_name[match.group(1)].json_name + "}",
             template,
         )
+        access = access_of(service, method.name)
+        if access is None:
+            raise ValueError(f"{service}.{method.name} has a REST route but no access rule")
         operation: dict[str, Any] = {
             "operationId": f"{service}.{method.name}",
             "tags": [service],
@@ -205,10 +209,13 @@ class OpenApiBuilder:
                     },
                 }
                 for status, description in ERROR_STATUSES.items()
+                if status not in ("401", "403") or access is not Access.PUBLIC
             },
         }
-        if path in UNAUTHENTICATED_PATHS:
-            operation["security"] = [{}, {"apiKey": []}]
+        if access is Access.PUBLIC:
+            operation["security"] = []
+        elif access is Access.ADMIN:
+            operation["description"] = "Needs an admin API key."
         return path, operation
 
     def _object(self, fields: list[FieldProto]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from mockex.access import access_of
 from mockex.openapi import build
 from mockex.processes import REPO_ROOT
 
@@ -106,3 +107,34 @@ def test_query_parameters_and_response_bodies(document):
 def test_internal_services_are_not_published(document):
     assert "StoreService" not in str(document)
     assert "EngineCommand" not in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    ("verb", "path", "needs_key", "admin"),
+    [
+        ("get", "/market/orderbook/{symbol}", False, False),
+        ("get", "/market/symbols", False, False),
+        ("get", "/leaderboard", False, False),
+        ("get", "/healthz", False, False),
+        ("get", "/account", True, False),
+        ("post", "/order/place", True, False),
+        ("get", "/report", True, False),
+        ("post", "/admin/users", True, True),
+        ("get", "/admin/simulator", True, True),
+    ],
+)
+def test_security_is_the_gateways_access_table(document, verb, path, needs_key, admin):
+    """The document says what the gateway enforces (mockex.access): public reads need no key
+    and cannot answer 401 or 403; everything else needs one, admin calls an admin key."""
+    operation = document["paths"][path][verb]
+    security = operation.get("security", document["security"])
+    assert (security == [{"apiKey": []}]) is needs_key
+    assert ("401" in operation["responses"]) is needs_key
+    assert ("admin API key" in operation.get("description", "")) is admin
+
+
+def test_every_route_has_an_access_rule(document):
+    for item in document["paths"].values():
+        for operation in item.values():
+            service, method = operation["operationId"].split(".")
+            assert access_of(service, method) is not None, operation["operationId"]
