@@ -39,7 +39,11 @@ class GatewayApp:
             )
         )
         self.engine = EngineClient(
-            self.redis, config.commands_stream, config.gateway_id, config.max_commands_in_stream
+            self.redis,
+            config.commands_stream,
+            config.gateway_id,
+            config.max_commands_in_stream,
+            config.max_pending_commands,
         )
         self.store_channel = grpc.aio.insecure_channel(config.store_address)
         self.stream_channel = grpc.aio.insecure_channel(config.stream_address)

@@ -27,6 +27,10 @@ class GatewayConfig:
     store_timeout_seconds: float
     max_commands_in_stream: int
     """Refuse new orders (UNAVAILABLE) while the engine's queue is longer than this."""
+    max_pending_commands: int
+    """Admission control: while this many of this process's commands wait for the engine, a
+    new one is refused at once (RESOURCE_EXHAUSTED, retry after 1 s) instead of queueing; 0
+    turns it off. 1,000 is about half a second of the gateway's measured capacity."""
     rate_limit_per_second: float
     """Requests per second per API key (admin exempt); 0 turns the limit off."""
     rate_limit_burst: int
@@ -60,6 +64,7 @@ class GatewayConfig:
             engine_timeout_seconds=env_float("MOCKEX_ENGINE_TIMEOUT_SECONDS", 5.0),
             store_timeout_seconds=env_float("MOCKEX_STORE_TIMEOUT_SECONDS", 5.0),
             max_commands_in_stream=env_int("MOCKEX_MAX_QUEUED_COMMANDS", 100_000),
+            max_pending_commands=env_int("MOCKEX_MAX_PENDING_COMMANDS", 1_000),
             rate_limit_per_second=env_float("MOCKEX_RATE_LIMIT_PER_SECOND", 100.0),
             rate_limit_burst=env_int("MOCKEX_RATE_LIMIT_BURST", 200),
             session_max_in_flight=env_int("MOCKEX_SESSION_MAX_IN_FLIGHT", 64),

@@ -10,7 +10,11 @@ the gateway took is executed exactly once, even when its caller got DEADLINE_EXC
 
 Before taking a command the client checks, from a sample refreshed every 100 ms, that Redis
 answers, the engine reports SERVING and its queue is not overloaded; otherwise the caller gets
-EngineUnavailable at once: the command was never sent, so it is not an order.
+EngineUnavailable at once: the command was never sent, so it is not an order. Admission control:
+while `max_pending` commands of this gateway wait for their answers, a new one is refused at once
+with EngineBusy (RESOURCE_EXHAUSTED, retry after a second) instead of queueing behind them, so
+the latency of what is taken stays bounded under overload and nobody's call is left to time out.
+An urgent command (an organizer's) is taken anyway.
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ class EngineUnavailable(Exception):
     """The command was not sent: the reason, in a participant's words."""
 
 
+class EngineBusy(Exception):
+    """The command was not sent: too many of this gateway's commands are waiting already."""
+
+    RETRY_AFTER_SECONDS = 1
+
+
 def retry_delay(attempt: int) -> float:
     return RETRY_DELAYS_SECONDS[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)]
 
@@ -67,7 +77,12 @@ class PendingCommand:
 
 class EngineClient:
     def __init__(
-        self, redis: Redis, commands_stream: str, gateway_id: str, max_queued_commands: int
+        self,
+        redis: Redis,
+        commands_stream: str,
+        gateway_id: str,
+        max_queued_commands: int,
+        max_pending: int = 0,
     ) -> None:
         self._process_id = f"{gateway_id}.{secrets.token_hex(4)}"
         self._session_number = 1
@@ -77,6 +92,8 @@ class EngineClient:
         self._redis = redis
         self._stream = commands_stream
         self._max_queued = max_queued_commands
+        self._max_pending = max_pending
+        """0: no admission limit."""
         self._reply_channel = names.reply_channel(self._process_id)
         self._next_sequence = 1
         self._last_submit = time.monotonic()
@@ -130,15 +147,20 @@ class EngineClient:
         return ""
 
     async def execute(
-        self, command: engine_pb2.EngineCommand, timeout: float
+        self, command: engine_pb2.EngineCommand, timeout: float, urgent: bool = False
     ) -> engine_pb2.EngineBatch:
         """Send `command` (its command_id must be unique) and wait for the engine's batch.
 
-        EngineUnavailable: not sent. EngineTimeout: sent, and will still be executed.
+        EngineUnavailable, EngineBusy: not sent. EngineTimeout: sent, and will still be executed.
         """
         reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailable(reason)
+        if not urgent and self._max_pending and len(self._pending) >= self._max_pending:
+            raise EngineBusy(
+                f"the exchange is busy ({len(self._pending)} orders waiting for the matching "
+                f"engine at this gateway); retry after {EngineBusy.RETRY_AFTER_SECONDS}s"
+            )
         pending = self._submit(command)
         try:
             return await asyncio.wait_for(asyncio.shield(pending.answer), timeout)

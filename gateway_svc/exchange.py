@@ -136,13 +136,14 @@ class Exchange:
         return engine_pb2.ExchangeSettings.FromString(raw or b"")
 
     async def run(
-        self, command: engine_pb2.EngineCommand, timeout_message: str = ""
+        self, command: engine_pb2.EngineCommand, timeout_message: str = "", urgent: bool = False
     ) -> engine_pb2.EngineBatch:
         """The engine's batch for `command`; DEADLINE_EXCEEDED with `timeout_message` (or one
-        naming the command) when it does not answer in time."""
+        naming the command) when it does not answer in time. `urgent` (an organizer's command)
+        is taken even when the gateway is busy."""
         timeout = self.config.engine_timeout_seconds
         try:
-            return await self.engine.execute(command, timeout)
+            return await self.engine.execute(command, timeout, urgent)
         except EngineTimeout as exc:
             raise RequestError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,

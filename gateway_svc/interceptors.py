@@ -22,7 +22,7 @@ import grpc
 from redis.exceptions import RedisError
 
 from gateway_svc.client_address import AddressLimits
-from gateway_svc.engine_client import EngineUnavailable
+from gateway_svc.engine_client import EngineBusy, EngineUnavailable
 from gateway_svc.rate_limit import TokenBucketLimiter
 from gateway_svc.validation import RequestError
 from mockex.access import ACCESS, Access
@@ -45,6 +45,7 @@ MAPPED_ERRORS = (
     RequestError,
     CachesIncomplete,
     EngineUnavailable,
+    EngineBusy,
     RedisError,
     OSError,
     grpc.aio.AioRpcError,
@@ -71,6 +72,8 @@ def error_status(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]
     """The status and message the participant gets for one of MAPPED_ERRORS."""
     if isinstance(exc, RequestError):
         return exc.code, exc.message
+    if isinstance(exc, EngineBusy):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, (CachesIncomplete, EngineUnavailable)):
         return grpc.StatusCode.UNAVAILABLE, _retry_message(str(exc))
     if isinstance(exc, grpc.aio.AioRpcError):
@@ -130,6 +133,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
                     self._spend(caller, context)
                 return await behavior(request, context)
             except MAPPED_ERRORS as exc:
+                if isinstance(exc, EngineBusy):
+                    retry_after = str(EngineBusy.RETRY_AFTER_SECONDS)
+                    context.set_trailing_metadata((("retry-after", retry_after),))
                 await context.abort(*error_status(exc, method))
 
         return guarded

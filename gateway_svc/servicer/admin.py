@@ -52,7 +52,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         """The command's batch; its refusal as an error. A command applied before (a resend
         after a reconnect) was this very request's: it is done."""
         batch = await self.exchange.run(
-            engine_pb2.EngineCommand(command_id=f"admin-{new_order_id()}", **command)
+            engine_pb2.EngineCommand(command_id=f"admin-{new_order_id()}", **command), urgent=True
         )
         refused = refusal(batch)
         if refused is not None:

@@ -1,6 +1,8 @@
-"""Limits by client address through the real Envoy and gateway: public reads and failed
-sign-ins are counted per address (the one Envoy saw, passed in x-forwarded-for), so one noisy
-client is refused with 429 and Retry-After while everybody else is served.
+"""Limits through the real Envoy and gateway. Public reads and failed sign-ins are counted
+per address (the one Envoy saw, passed in x-forwarded-for), so one noisy client is refused with
+429 and Retry-After while everybody else is served. Admission control: a burst far above what
+the engine answers in time is refused at once with RESOURCE_EXHAUSTED (429 over REST), never
+CANCELLED, DEADLINE_EXCEEDED or 499, and every order answered OK is in the log exactly once.
 
 Clients connect from other loopback addresses (127.0.0.2, 127.0.0.3: all of 127/8 is the
 loopback interface) to show the limits are per address. A stack of its own, with small limits.
@@ -8,19 +10,29 @@ loopback interface) to show the limits are per address. A stack of its own, with
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import pytest
 
+from exchange.v1 import orders_pb2
 from mockex.stack import ExchangeStack
 from tests.integration.conftest import ADMIN_KEY, running_stack
+from tests.integration.exchange_client import Exchange, place_request
+from tests.integration.test_order_path import read_log
 
 pytestmark = pytest.mark.integration
 
 PUBLIC_BURST = 30
 FAILED_AUTH_BURST = 5
+MAX_PENDING = 2
+"""Commands waiting for the engine at the gateway before new ones are refused: small, so a
+burst of a few hundred calls is surely over it on any machine."""
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +44,7 @@ def stack(
         "MOCKEX_PUBLIC_RATE_LIMIT_BURST": str(PUBLIC_BURST),
         "MOCKEX_FAILED_AUTH_PER_SECOND": "0.5",
         "MOCKEX_FAILED_AUTH_BURST": str(FAILED_AUTH_BURST),
+        "MOCKEX_MAX_PENDING_COMMANDS": str(MAX_PENDING),
     }
     with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("stack"), env) as stack:
         yield stack
@@ -92,10 +105,10 @@ def test_failed_sign_ins_are_limited_per_address(stack: ExchangeStack) -> None:
         other.close()
 
 
-def admin_created_key(stack: ExchangeStack) -> str:
+def admin_created_key(stack: ExchangeStack, user_id: str = "limits-1") -> str:
     connection = http.client.HTTPConnection("127.0.0.1", stack.ports.edge, timeout=10)
     try:
-        body = json.dumps({"userId": "limits-1", "cash": 1000.0})
+        body = json.dumps({"userId": user_id, "cash": 1000.0})
         headers = {"X-API-Key": ADMIN_KEY, "Content-Type": "application/json"}
         connection.request("POST", "/admin/users", body=body, headers=headers)
         response = connection.getresponse()
@@ -103,3 +116,72 @@ def admin_created_key(stack: ExchangeStack) -> str:
         return json.loads(response.read())["apiKey"]
     finally:
         connection.close()
+
+
+async def test_overload_is_refused_at_once_and_nothing_admitted_is_lost(
+    stack: ExchangeStack,
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports.gateway}") as channel:
+        exchange = Exchange(channel, ADMIN_KEY)
+        symbol = await exchange.add_symbol()
+        traders = [await exchange.participant() for _ in range(4)]
+
+        async def place(n: int) -> orders_pb2.PlaceOrderResponse | grpc.aio.AioRpcError:
+            trader = traders[n % len(traders)]
+            request = place_request(symbol, "BUY", 1, 10.0, client_order_id=f"burst-{n}")
+            call = trader.orders.PlaceOrder(request, metadata=trader.metadata, timeout=30)
+            try:
+                return await call
+            except grpc.aio.AioRpcError as error:
+                return error
+
+        answers = await asyncio.gather(*(place(n) for n in range(160)))
+    refused = [answer for answer in answers if isinstance(answer, grpc.aio.AioRpcError)]
+    placed = [answer.order for answer in answers if not isinstance(answer, grpc.aio.AioRpcError)]
+    assert Counter(error.code() for error in refused).keys() <= {
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    }, Counter(error.code() for error in refused)
+    assert refused and placed, (len(refused), len(placed))
+    busy = refused[0]
+    assert busy.details().startswith("the exchange is busy (")
+    assert dict(busy.trailing_metadata())["retry-after"] == "1"
+    logged = Counter(
+        event.order_accepted.order.order_id
+        for batch in await read_log(stack)
+        for event in batch.events
+        if event.HasField("order_accepted") and event.symbol == symbol
+    )
+    assert logged == Counter(order.order_id for order in placed)
+
+
+def test_overload_over_rest_is_429_not_499(stack: ExchangeStack) -> None:
+    symbol = asyncio.run(_symbol(stack))
+    key = admin_created_key(stack, "burst-rest")
+    body = json.dumps(
+        {"symbol": symbol, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": 10.0}
+    )
+
+    def post(_: int) -> tuple[int, str, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", stack.ports.edge, timeout=30)
+        try:
+            headers = {"X-API-Key": key, "Content-Type": "application/json"}
+            connection.request("POST", "/order/place", body=body, headers=headers)
+            response = connection.getresponse()
+            message = json.loads(response.read()).get("message", "")
+            return response.status, response.getheader("retry-after") or "", message
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(post, range(96)))
+    statuses = Counter(status for status, _, _ in answers)
+    assert statuses.keys() <= {200, 429}, statuses
+    assert statuses[200] > 0 and statuses[429] > 0, statuses
+    for status, retry_after, message in answers:
+        if status == 429:
+            assert retry_after == "1" and message.startswith("the exchange is busy ("), message
+
+
+async def _symbol(stack: ExchangeStack) -> str:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports.gateway}") as channel:
+        return await Exchange(channel, ADMIN_KEY).add_symbol()
