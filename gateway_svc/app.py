@@ -72,7 +72,10 @@ class GatewayApp:
             trusted_proxies=config.trusted_proxies,
         )
         interceptor = GatewayInterceptor(
-            ApiKeyAuthenticator(self.redis, config.admin_key), self.limiter, address_limits
+            ApiKeyAuthenticator(self.redis, config.admin_key),
+            self.limiter,
+            address_limits,
+            config.request_log,
         )
         self.grpc = await start_grpc_server(
             self.config.grpc_address,

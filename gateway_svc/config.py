@@ -46,6 +46,9 @@ class GatewayConfig:
     """Calls with a missing or unknown API key per second per client address before they
     are refused as RESOURCE_EXHAUSTED instead of UNAUTHENTICATED; 0 turns the limit off."""
     failed_auth_burst: int = 20
+    request_log: str = "writes"
+    """One line per call (gateway_svc.requests): "writes" logs every call but successful reads
+    at INFO; "errors" only refusals and errors (successes at DEBUG)."""
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     """Peers whose x-forwarded-for names the client's address (the edge's Envoy); from any
     other peer the header is ignored."""
@@ -72,6 +75,7 @@ class GatewayConfig:
             public_rate_limit_burst=env_int("MOCKEX_PUBLIC_RATE_LIMIT_BURST", 400),
             failed_auth_per_second=env_float("MOCKEX_FAILED_AUTH_PER_SECOND", 5.0),
             failed_auth_burst=env_int("MOCKEX_FAILED_AUTH_BURST", 20),
+            request_log=env_str("MOCKEX_REQUEST_LOG", "writes"),
             trusted_proxies=tuple(
                 host.strip()
                 for host in env_str("MOCKEX_TRUSTED_PROXIES", "127.0.0.1,::1").split(",")

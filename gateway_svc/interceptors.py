@@ -10,6 +10,7 @@ request's error into an answer with `error_status()`, the mapping the unary call
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -19,6 +20,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 from redis.exceptions import RedisError
 
 from gateway_svc.client_address import AddressLimits
@@ -30,6 +32,11 @@ from mockex.auth import ApiKeyAuthenticator, Caller, api_key_from_metadata
 from mockex.caches import CachesIncomplete
 
 log = logging.getLogger("gateway_svc")
+requests_log = logging.getLogger("gateway_svc.requests")
+
+READ_PREFIXES = ("Get", "List", "Check")
+"""Methods that only read: their successful calls are logged at DEBUG."""
+REQUEST_LOG_LEVELS = ("writes", "errors")
 
 
 PASSED_THROUGH = (
@@ -100,7 +107,11 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
         authenticator: ApiKeyAuthenticator,
         limiter: TokenBucketLimiter,
         address_limits: AddressLimits | None = None,
+        request_log: str = "writes",
     ) -> None:
+        if request_log not in REQUEST_LOG_LEVELS:
+            raise ValueError(f"MOCKEX_REQUEST_LOG={request_log!r}: use writes or errors")
+        self._request_log_level = request_log
         self._authenticator = authenticator
         self._limiter = limiter
         self._address_limits = address_limits
@@ -123,22 +134,73 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
     def _guard_unary(self, behavior, access: Access, method: str):
+        rpc = method.rsplit(".", 1)[-1]
+        read = rpc.split("/", 1)[-1].startswith(READ_PREFIXES)
+
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code, user, response = grpc.StatusCode.OK, "", None
             try:
                 if access is Access.PUBLIC:
                     self._spend_public(context)
                 else:
                     caller = await self._authenticate(access, context)
+                    user = caller.user_id
                     _caller.set(caller)
                     self._spend(caller, context)
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                return response
             except MAPPED_ERRORS as exc:
                 if isinstance(exc, EngineBusy):
                     retry_after = str(EngineBusy.RETRY_AFTER_SECONDS)
                     context.set_trailing_metadata((("retry-after", retry_after),))
-                await context.abort(*error_status(exc, method))
+                code, message = error_status(exc, method)
+                await context.abort(code, message)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except BaseException:
+                set_code = context.code()
+                code = (
+                    set_code if isinstance(set_code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+                )
+                raise
+            finally:
+                self._request_log(rpc, read, code, started, user, request, response)
 
         return guarded
+
+    def _request_log(
+        self,
+        rpc: str,
+        read: bool,
+        code: grpc.StatusCode,
+        started: float,
+        user: str,
+        request: Any,
+        response: Any,
+    ) -> None:
+        """One line per call: what, how it ended, how long, for whom, which order, which trace.
+        Successful reads at DEBUG, so an event's log stays readable."""
+        ok = code is grpc.StatusCode.OK
+        level = (
+            logging.DEBUG if ok and (read or self._request_log_level == "errors") else logging.INFO
+        )
+        if not requests_log.isEnabledFor(level):
+            return
+        order = getattr(response, "order", None)
+        order_id = getattr(request, "order_id", "") or (order.order_id if order is not None else "")
+        trace_id = trace.get_current_span().get_span_context().trace_id
+        requests_log.log(
+            level,
+            "request rpc=%s code=%s ms=%.1f user=%s order=%s trace=%s",
+            rpc,
+            code.name,
+            (time.perf_counter() - started) * 1000,
+            user or "-",
+            order_id or "-",
+            format(trace_id, "032x") if trace_id else "-",
+        )
 
     def _guard_stream(self, behavior, access: Access, method: str):
         """A session is authenticated once, when it opens; each of its messages spends the

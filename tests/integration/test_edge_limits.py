@@ -185,3 +185,24 @@ def test_overload_over_rest_is_429_not_499(stack: ExchangeStack) -> None:
 async def _symbol(stack: ExchangeStack) -> str:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports.gateway}") as channel:
         return await Exchange(channel, ADMIN_KEY).add_symbol()
+
+
+def test_one_log_line_per_request_with_code_user_and_order(stack: ExchangeStack) -> None:
+    key = admin_created_key(stack, "logged-1")
+    client = Client(stack, "127.0.0.1")
+    try:
+        assert client.get("/order/status/no-such-order", key)[0] == 404
+        assert client.get("/market/symbols")[0] == 200
+    finally:
+        client.close()
+    log = (stack.data_dir / "logs" / "gateway.log").read_text()
+    lines = [line for line in log.splitlines() if " request rpc=" in line]
+    assert any(
+        "rpc=OrderService/GetOrder code=NOT_FOUND ms=" in line
+        and " user=logged-1 order=no-such-order trace=" in line
+        for line in lines
+    ), lines[-5:]
+    assert any("rpc=AdminService/CreateUser code=OK" in line for line in lines)
+    # A successful read is at DEBUG: not in the log.
+    assert not any("rpc=BookService/ListSymbols code=OK" in line for line in lines)
+    assert any("rpc=BookService/ListSymbols code=RESOURCE_EXHAUSTED" in line for line in lines)
