@@ -44,12 +44,12 @@ def log(message: str) -> None:
 
 
 def status(port: int):
-    from exchange.internal.v1 import simulator_pb2_grpc
-    from exchange.v1 import admin_pb2
+    from exchange.internal.v1 import simulator_pb2, simulator_pb2_grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
-        return stub.GetSimulatorStatus(admin_pb2.GetSimulatorStatusRequest(), timeout=10)
+        request = simulator_pb2.GetSimulatorStatusRequest()
+        return stub.GetSimulatorStatus(request, timeout=10).status
 
 
 def log_end_offset(bootstrap: str, topic: str) -> int:

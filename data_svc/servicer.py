@@ -57,4 +57,4 @@ class SimulatorServicer(simulator_pb2_grpc.SimulatorServiceServicer):
         return answer
 
     async def GetSimulatorStatus(self, request, context):
-        return self.app.status()
+        return simulator_pb2.GetSimulatorStatusResponse(status=self.app.status())

@@ -287,11 +287,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.ListScenariosResponse(scenarios=answer.scenarios)
 
     async def GetSimulatorStatus(self, request, context):
-        return await self._simulator(
+        answer = await self._simulator(
             self.exchange.simulator.GetSimulatorStatus(
-                request, timeout=self.exchange.config.store_timeout_seconds
+                simulator_pb2.GetSimulatorStatusRequest(),
+                timeout=self.exchange.config.store_timeout_seconds,
             )
         )
+        return answer.status
 
     async def GetResults(self, request, context):
         answer = await self.exchange.store.GetReports(

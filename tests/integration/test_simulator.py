@@ -23,7 +23,7 @@ import grpc
 import pytest
 from websockets.asyncio.client import connect
 
-from exchange.internal.v1 import simulator_pb2_grpc
+from exchange.internal.v1 import simulator_pb2, simulator_pb2_grpc
 from exchange.v1 import admin_pb2
 from mockex.admin.cli import main as admin_cli
 from mockex.processes import REPO_ROOT
@@ -83,7 +83,8 @@ def rest(stack: ExchangeStack) -> Edge:
 def simulator_status(stack: ExchangeStack) -> admin_pb2.GetSimulatorStatusResponse:
     with grpc.insecure_channel(f"127.0.0.1:{stack.ports.data}") as channel:
         stub = simulator_pb2_grpc.SimulatorServiceStub(channel)
-        return stub.GetSimulatorStatus(admin_pb2.GetSimulatorStatusRequest(), timeout=5)
+        request = simulator_pb2.GetSimulatorStatusRequest()
+        return stub.GetSimulatorStatus(request, timeout=5).status
 
 
 def until(probe, timeout: float, what: str):
