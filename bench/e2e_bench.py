@@ -1,26 +1,40 @@
-"""End-to-end benchmark: open-loop gRPC clients placing orders through the whole chain.
+"""End-to-end benchmark: the order path under open-loop load, against a bare gRPC echo.
 
-    python -m bench.e2e_bench [--rates 250,500,1000,2000,4000] [--seconds 10] [--clients 2]
+    python -m bench.e2e_bench [--rates 100,250,500,1000,2000,4000,8000] [--seconds 10]
+                              [--parts echo,unary,rest,gateways] [--gateways 2] [--scenario NAME]
 
 Starts its own exchange (ExchangeStack on free ports, data in a temporary directory, its own Redis
 and Kafka broker; the engine and the gateway run under `bench.profiled_service` so that one step
-can be profiled), lists a symbol, creates users with cash and positions, then steps through the
-offered rates. The load comes from `--clients` separate processes, each with its own grpc.aio
-event loop: each schedules its share of the offered rate at fixed intervals (OPEN loop: a send is
-never held back by a slow answer) and records, per call, when it was due, when it was sent, when
-the answer came and its status. Latency is counted from the due time, so a client that falls
-behind shows as latency instead of silently lowering the load (no coordinated omission).
+can be profiled; no simulator unless --scenario), lists a symbol, creates 64 users with cash and
+positions, then steps through the offered rates for each target (issue 10's goals):
 
-Per step: achieved acks/s, ack latency p50/p99/p99.9, errors and timeouts, and the CPU each process
-used (from /proc/PID/stat before and after). A step is *held* when p99 <= --p99-ms (20), the
-achieved rate is >= 95% of the offered one and errors + timeouts are <= 0.1%. Stepping stops once
-p99 passes --stop-p99-ms or the achieved rate falls below 80% of the offered one; a rate not
-held is measured once more (--retries) and the better of the two counts, since other work on a
-shared machine can spoil one step; a few bisection steps then narrow the highest rate held. One
-more step, at the highest rate still carried (achieved >= 90% of offered), runs with the engine
-and the gateway under pyinstrument. Last, a latency floor: orders one at a time, and Redis and
-Kafka round trips on their own. The results go to BENCHMARKS.md between the e2e-bench markers
-(the rest of the file is left alone); progress goes to stderr.
+- echo: a bare grpc.aio server answering health Check (`bench.echo_server`, its own process),
+  the baseline the unary rate is divided by;
+- unary: PlaceOrder on the gateway;
+- rest: POST /order/place (JSON, X-API-Key) through Envoy over keep-alive HTTP/1.1;
+- gateways: PlaceOrder spread over --gateways gateway processes (started after the other
+  ladders; on the first gateway's port when they can share it, else on ports of their own).
+
+The load comes from `--clients` separate processes, the same ones for every target, each with its
+own asyncio loop: each schedules its share of the offered rate at fixed intervals (OPEN loop: a
+send is never held back by a slow answer) and records, per call, when it was due, when it was
+sent, when the answer came and its status. Latency is counted from the due time, so a client that
+falls behind shows as latency instead of silently lowering the load (no coordinated omission).
+The order mix is issue 10's: LIMIT within ±4 ticks of a fixed mid, 70% IOC / 30% GFD, quantities
+1–20 (--cancel-share adds cancels).
+
+Per step: achieved answers/s, latency p50/p99/p99.9, errors and timeouts, and the CPU each process
+used (from /proc/PID/stat before and after), the load generator's own included. A step is *held*
+when p99 <= --p99-ms (20), the achieved rate is >= 95% of the offered one and errors + timeouts
+are <= 0.1%. The echo, unary and REST ladders are interleaved: at each rate one step of each, in
+alternating order, so noise on a shared machine hits them all; a ladder stops once p99 passes
+--stop-p99-ms or its achieved rate falls below 80% of the offered one; a rate not held is measured
+once more (--retries) and the better of the two counts; bisection rounds (--refine) then narrow
+each ladder's highest rate held. One more unary step, at the highest rate still carried, runs
+with the engine and the gateway under pyinstrument; then a latency floor (orders one at a time,
+Redis and Kafka round trips on their own); then the scale-out ladder. The results go to
+BENCHMARKS.md between the e2e-bench markers (with --scenario: its own markers, unary only); the
+rest of the file is left alone; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -46,15 +60,24 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO_ROOT / "BENCHMARKS.md"
 START_MARKER = "<!-- e2e-bench:start -->"
 END_MARKER = "<!-- e2e-bench:end -->"
-DEFAULT_RATES = (100, 250, 500, 1000, 2000, 4000, 8000, 10000)
-GOAL_RATE = 10_000
+DEFAULT_RATES = (100, 250, 500, 1000, 2000, 4000, 8000)
+
+ECHO, UNARY, REST, SCALE = "echo", "unary", "rest", "gateways"
+"""The targets the same load generator drives: the bare grpc.aio echo, PlaceOrder on the first
+gateway, POST /order/place through Envoy, and PlaceOrder spread over every gateway process."""
+TARGETS = (ECHO, UNARY, REST, SCALE)
+UNARY_OVER_ECHO = (0.5, 0.8)
+"""Issue 10: unary PlaceOrder's held rate >= 0.5x the echo's (the goal: 0.8x)."""
+REST_OVER_UNARY = 0.5
+SHARED_PORT_CONNECTIONS = 4
+"""Channels per gateway process each client opens to a shared port (× --channels)."""
 HELD_ACHIEVED_SHARE = 0.95
 STOP_ACHIEVED_SHARE = 0.80
 MAX_FAILED_SHARE = 0.001
@@ -123,13 +146,28 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 @dataclass(frozen=True)
 class OrderMix:
     """Limit orders around a fixed mid: a buy at mid + k ticks (a sell at mid - k) with k drawn
-    from [-passive_ticks, cross_ticks]; k > 0 crosses the opposite side's resting orders."""
+    from [-passive_ticks, cross_ticks]; k > 0 crosses the opposite side's resting orders.
 
-    cancel_share: float = 0.10
-    ioc_share: float = 0.10
-    cross_ticks: int = 2
-    passive_ticks: int = 6
-    max_quantity: int = 100
+    The defaults are issue 10's mix (LIMIT within ±4 ticks of the mid, 70% IOC and 30% GFD,
+    quantities 1–20, no cancels), so figures compare with the ones it quotes."""
+
+    cancel_share: float = 0.0
+    ioc_share: float = 0.70
+    cross_ticks: int = 4
+    passive_ticks: int = 4
+    max_quantity: int = 20
+
+    def describe(self) -> str:
+        return (
+            f"LIMIT around a fixed mid (buy at mid+k ticks, sell at mid−k, k uniform in "
+            f"[−{self.passive_ticks}, {self.cross_ticks}]: k > 0 crosses), "
+            f"{self.ioc_share:.0%} IOC / {1 - self.ioc_share:.0%} GFD, qty 1–{self.max_quantity}"
+            + (
+                f"; {self.cancel_share:.0%} of the calls cancel a resting order"
+                if self.cancel_share
+                else "; no cancels"
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -212,6 +250,8 @@ class StepResult:
     """Cores used per process over the step (1.0 = one core busy the whole step)."""
     label: str = ""
     attempts: int = 1
+    ladder: str = ""
+    """The target measured (ECHO, UNARY, ...); "" for bench.session_bench's steps."""
 
     @property
     def error_count(self) -> int:
@@ -392,12 +432,20 @@ class ClientConfig:
     index: int
     clients: int
     address: str
+    """The gateway of the unary target (and of bench.session_bench's sessions)."""
     api_keys: tuple[str, ...]
     symbol: str
     seed: int
     channels: int = 1
+    """gRPC channels (one TCP connection each) per server address."""
     timeout_s: float = 10.0
     mix: OrderMix = OrderMix()
+    rest_connections: int = 16
+    """Keep-alive HTTP/1.1 connections each client opens ahead of the REST load (more are
+    opened while all are busy)."""
+
+
+CallFunction = Callable[[int, ClientRecords], Awaitable[None]]
 
 
 def client_process(config: ClientConfig, conn) -> None:
@@ -406,83 +454,210 @@ def client_process(config: ClientConfig, conn) -> None:
     asyncio.run(_client_main(config, conn))
 
 
-async def _client_main(config: ClientConfig, conn) -> None:
-    import grpc
+def _count_failure(records: ClientRecords, message: str) -> None:
+    records.messages[message] = records.messages.get(message, 0) + 1
 
+
+def rest_place_body(spec: OrderSpec, symbol: str) -> bytes:
+    """SPEC.md's POST /order/place body (camelCase JSON) for one order."""
+    return (
+        f'{{"symbol":"{symbol}","side":"{spec.side}","type":"LIMIT",'
+        f'"timeInForce":"{spec.tif}","quantity":{spec.quantity},'
+        f'"price":{spec.price_ticks * TICK_SIZE:.2f}}}'
+    ).encode()
+
+
+async def _client_main(config: ClientConfig, conn) -> None:
+    """One load-generator process. Every target (echo, unary, rest, gateways) is driven by the
+    same scheduler (run_client_steps); a target's connections are opened when the parent
+    prepares it, so gateways started later are reached too."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from bench import rest_client
     from exchange.v1 import orders_pb2, orders_pb2_grpc, types_pb2
 
     options = [("grpc.use_local_subchannel_pool", 1)]
-    channels = [
-        grpc.aio.insecure_channel(config.address, options=options) for _ in range(config.channels)
-    ]
-    for channel in channels:
-        await asyncio.wait_for(channel.channel_ready(), 30)
-    stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels]
-    metadata = [(("x-api-key", key),) for key in config.api_keys]
+    channels: list[grpc.aio.Channel] = []
+    pools: list[rest_client.ConnectionPool] = []
     flow = OrderFlow(config.seed, len(config.api_keys), config.mix)
     resting: collections.deque = collections.deque(maxlen=20_000)
-    tick = TICK_SIZE
+    track_resting = config.mix.cancel_share > 0
+    metadata = [(("x-api-key", key),) for key in config.api_keys]
     side_values = {"BUY": types_pb2.BUY, "SELL": types_pb2.SELL}
     tif_values = {"GFD": types_pb2.GFD, "IOC": types_pb2.IOC}
     still_resting = (types_pb2.NEW, types_pb2.PARTIALLY_FILLED)
-    conn.send("ready")
 
-    async def call(i: int, records: ClientRecords) -> None:
-        spec = flow.next(resting)
-        stub = stubs[i % len(stubs)]
-        kind, status = spec.kind, STATUS_OK
-        records.sent[i] = time.monotonic()
-        try:
+    async def open_channels(addresses: Sequence[str]) -> list[grpc.aio.Channel]:
+        """`config.channels` channels per address, interleaved, so that calls taken round
+        robin alternate between the addresses."""
+        opened = [
+            grpc.aio.insecure_channel(address, options=options)
+            for _ in range(config.channels)
+            for address in addresses
+        ]
+        channels.extend(opened)
+        for channel in opened:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+        return opened
+
+    def order_call(stubs: list) -> CallFunction:
+        async def call(i: int, records: ClientRecords) -> None:
+            spec = flow.next(resting)
+            stub = stubs[i % len(stubs)]
+            kind, status = spec.kind, STATUS_OK
+            records.sent[i] = time.monotonic()
+            try:
+                if kind == PLACE:
+                    request = orders_pb2.PlaceOrderRequest(
+                        symbol=config.symbol,
+                        side=side_values[spec.side],
+                        type=types_pb2.LIMIT,
+                        time_in_force=tif_values[spec.tif],
+                        quantity=spec.quantity,
+                        price=round(spec.price_ticks * TICK_SIZE, 2),
+                    )
+                    answer = await stub.PlaceOrder(
+                        request, metadata=metadata[spec.user], timeout=config.timeout_s
+                    )
+                    if track_resting and answer.order.status in still_resting:
+                        resting.append((spec.user, answer.order.order_id))
+                else:
+                    await stub.CancelOrder(
+                        orders_pb2.CancelOrderRequest(order_id=spec.order_id),
+                        metadata=metadata[spec.user],
+                        timeout=config.timeout_s,
+                    )
+            except grpc.aio.AioRpcError as exc:
+                status = exc.code().value[0]
+                if status != STATUS_FAILED_PRECONDITION:
+                    details = (exc.details() or "")[:160]
+                    _count_failure(records, f"{exc.code().name} {KIND_NAMES[kind]}: {details}")
+            except Exception as exc:
+                status = STATUS_CLIENT_ERROR
+                _count_failure(records, f"CLIENT_EXCEPTION {KIND_NAMES[kind]}: {exc!r:.160}")
+            records.acked[i] = time.monotonic()
+            records.status[i] = status
+            records.kind[i] = kind
+
+        return call
+
+    def echo_call(stubs: list) -> CallFunction:
+        request = health_pb2.HealthCheckRequest()
+
+        async def call(i: int, records: ClientRecords) -> None:
+            stub = stubs[i % len(stubs)]
+            status = STATUS_OK
+            records.sent[i] = time.monotonic()
+            try:
+                await stub.Check(request, timeout=config.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                status = exc.code().value[0]
+                _count_failure(records, f"{exc.code().name} echo: {(exc.details() or '')[:160]}")
+            except Exception as exc:
+                status = STATUS_CLIENT_ERROR
+                _count_failure(records, f"CLIENT_EXCEPTION echo: {exc!r:.160}")
+            records.acked[i] = time.monotonic()
+            records.status[i] = status
+
+        return call
+
+    def rest_call(pool: rest_client.ConnectionPool, host: str) -> CallFunction:
+        headers = [
+            {"Content-Type": "application/json", "X-API-Key": key} for key in config.api_keys
+        ]
+
+        async def call(i: int, records: ClientRecords) -> None:
+            spec = flow.next(resting)
+            kind, status = spec.kind, STATUS_OK
             if kind == PLACE:
-                request = orders_pb2.PlaceOrderRequest(
-                    symbol=config.symbol,
-                    side=side_values[spec.side],
-                    type=types_pb2.LIMIT,
-                    time_in_force=tif_values[spec.tif],
-                    quantity=spec.quantity,
-                    price=round(spec.price_ticks * tick, 2),
+                body = rest_place_body(spec, config.symbol)
+                data = rest_client.request_bytes(
+                    "POST", "/order/place", host, headers[spec.user], body
                 )
-                answer = await stub.PlaceOrder(
-                    request, metadata=metadata[spec.user], timeout=config.timeout_s
-                )
-                if answer.order.status in still_resting:
-                    resting.append((spec.user, answer.order.order_id))
             else:
-                await stub.CancelOrder(
-                    orders_pb2.CancelOrderRequest(order_id=spec.order_id),
-                    metadata=metadata[spec.user],
-                    timeout=config.timeout_s,
+                data = rest_client.request_bytes(
+                    "DELETE", f"/order/{spec.order_id}", host, headers[spec.user], b""
                 )
-        except grpc.aio.AioRpcError as exc:
-            status = exc.code().value[0]
-            if status != STATUS_FAILED_PRECONDITION:
-                message = f"{exc.code().name} {KIND_NAMES[kind]}: {(exc.details() or '')[:160]}"
-                records.messages[message] = records.messages.get(message, 0) + 1
-        except Exception as exc:
-            status = STATUS_CLIENT_ERROR
-            message = f"CLIENT_EXCEPTION {KIND_NAMES[kind]}: {exc!r:.160}"
-            records.messages[message] = records.messages.get(message, 0) + 1
-        records.acked[i] = time.monotonic()
-        records.status[i] = status
-        records.kind[i] = kind
+            records.sent[i] = time.monotonic()
+            try:
+                http_status, payload = await pool.request(data, config.timeout_s)
+                if http_status != 200:
+                    code, message = rest_client.error_code(payload)
+                    status = 2 if code is None else code  # UNKNOWN: not the error shape
+                    if status != STATUS_FAILED_PRECONDITION:
+                        _count_failure(
+                            records, f"HTTP {http_status} {KIND_NAMES[kind]}: {message[:160]}"
+                        )
+                elif track_resting and kind == PLACE:
+                    order = json.loads(payload)
+                    if order.get("status") in ("NEW", "PARTIALLY_FILLED"):
+                        resting.append((spec.user, order["orderId"]))
+            except TimeoutError:
+                status = STATUS_DEADLINE_EXCEEDED
+            except Exception as exc:
+                status = STATUS_CLIENT_ERROR
+                _count_failure(records, f"CLIENT_EXCEPTION {KIND_NAMES[kind]}: {exc!r:.160}")
+            records.acked[i] = time.monotonic()
+            records.status[i] = status
+            records.kind[i] = kind
 
-    await run_client_steps(config, conn, call)
-    for channel in channels:
-        await channel.close()
+        return call
+
+    async def prepare(target: str, addresses: Sequence[str]) -> CallFunction:
+        if target in (UNARY, SCALE):
+            opened = await open_channels(addresses or [config.address])
+            return order_call([orders_pb2_grpc.OrderServiceStub(channel) for channel in opened])
+        if target == ECHO:
+            opened = await open_channels(addresses)
+            return echo_call([health_pb2_grpc.HealthStub(channel) for channel in opened])
+        if target == REST:
+            host, port = addresses[0].rsplit(":", 1)
+            pool = rest_client.ConnectionPool(host, int(port))
+            pools.append(pool)
+            await pool.warm(config.rest_connections)
+            return rest_call(pool, addresses[0])
+        raise ValueError(f"unknown target {target!r}")
+
+    conn.send("ready")
+    try:
+        await run_client_steps(config, conn, prepare=prepare)
+    finally:
+        for channel in channels:
+            await channel.close()
+        for pool in pools:
+            await pool.close()
 
 
 async def run_client_steps(
-    config: ClientConfig, conn, call: Callable[[int, ClientRecords], Awaitable[None]]
+    config: ClientConfig,
+    conn,
+    call: CallFunction | None = None,
+    prepare: Callable[[str, Sequence[str]], Awaitable[CallFunction]] | None = None,
 ) -> None:
-    """The steps the parent sends on `conn`, until it sends None: `call(i, records)` for each
-    of this client's due times, started when due whatever is still in flight (open loop), then
-    the records back to the parent."""
+    """The commands the parent sends on `conn`, until it sends None: ("prepare", target,
+    addresses) makes `prepare` open a target's connections; ("step", target, rate, seconds,
+    start) runs `call(i, records)` of that target (`call` itself for target "") for each of
+    this client's due times, started when due whatever is still in flight (open loop), then
+    sends the records back to the parent."""
     loop = asyncio.get_running_loop()
+    calls: dict[str, CallFunction] = {"": call} if call is not None else {}
     while True:
         command = await loop.run_in_executor(None, conn.recv)
         if command is None:
             break
-        rate, seconds, start = command
+        if command[0] == "prepare":
+            _, target, addresses = command
+            try:
+                if prepare is None:
+                    raise ValueError("this client has no targets to prepare")
+                calls[target] = await prepare(target, addresses)
+                conn.send("ready")
+            except Exception as exc:
+                conn.send(f"could not prepare {target}: {exc!r}")
+            continue
+        _, target, rate, seconds, start = command
+        run = calls[target]
         offsets = send_offsets(rate, seconds, config.index, config.clients)
         count = len(offsets)
         records = ClientRecords(
@@ -502,7 +677,7 @@ async def run_client_steps(
                 await asyncio.sleep(wait)
             now = time.monotonic()
             while i < count and due[i] <= now:
-                task = loop.create_task(call(i, records))
+                task = loop.create_task(run(i, records))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 i += 1
@@ -550,17 +725,27 @@ class LoadGenerator:
             child_end.close()
             self.connections.append(parent_end)
             self.processes.append(process)
+        self._wait_ready("did not start")
+
+    def _wait_ready(self, what: str) -> None:
         for conn in self.connections:
-            if not conn.poll(60) or conn.recv() != "ready":
-                raise RuntimeError("a load-generator process did not connect in 60 s")
+            answer = conn.recv() if conn.poll(60) else "no answer in 60 s"
+            if answer != "ready":
+                raise RuntimeError(f"a load-generator process {what}: {answer}")
 
     @property
     def pids(self) -> dict[str, int]:
         return {f"client-{i}": process.pid for i, process in enumerate(self.processes)}
 
-    def start_step(self, rate: int, seconds: float, start: float) -> None:
+    def prepare(self, target: str, addresses: Sequence[str]) -> None:
+        """Every client opens its connections of `target` to `addresses`."""
         for conn in self.connections:
-            conn.send((rate, seconds, start))
+            conn.send(("prepare", target, tuple(addresses)))
+        self._wait_ready(f"could not reach {target} at {', '.join(addresses)}")
+
+    def start_step(self, rate: int, seconds: float, start: float, target: str = "") -> None:
+        for conn in self.connections:
+            conn.send(("step", target, rate, seconds, start))
 
     def results(self) -> list[ClientRecords]:
         return [_records_from_wire(conn.recv()) for conn in self.connections]
@@ -582,11 +767,57 @@ class LoadGenerator:
 @dataclass(frozen=True)
 class StackOptions:
     gateways: int = 1
+    """Gateway processes started with the stack (add_gateway starts more later)."""
     engine_batch_size: int | None = None
     without: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
     scenario: str = ""
     """data_svc plays this scenario while the load runs ("": no simulator)."""
+    edge: bool = False
+    """Envoy in front of the first gateway (the REST target)."""
+    echo: bool = False
+    """The bare grpc.aio echo server (bench.echo_server), the baseline target."""
+    gateway_group: int = 1
+    """Gateway processes there will be in all (add_gateway included): more than one share the
+    first one's port when gateway_port allows, so every one of them starts ready to share."""
+    gateway_port: str = "auto"
+    """Where added gateways listen: "shared" (the first gateway's port, SO_REUSEPORT),
+    "separate" (a port each) or "auto" (shared if gateway_svc can share its port, else
+    separate)."""
+
+
+def gateway_can_share_port() -> bool:
+    """Whether gateway_svc serves one port from several processes (MOCKEX_GATEWAY_PROCESSES)."""
+    from gateway_svc.config import GatewayConfig
+
+    return "processes" in GatewayConfig.__dataclass_fields__
+
+
+def envoy_downstream(stats: str) -> tuple[int, int]:
+    """(connections accepted, requests) of the edge's HTTP listener from Envoy's /stats text:
+    with keep-alive working, far fewer connections than requests."""
+    values = {}
+    for line in stats.splitlines():
+        name, _, value = line.partition(": ")
+        values[name.strip()] = value.strip()
+    return (
+        int(values.get("http.edge.downstream_cx_total", 0)),
+        int(values.get("http.edge.downstream_rq_total", 0)),
+    )
+
+
+def read_envoy_downstream(admin_port: int) -> tuple[int, int] | None:
+    import urllib.parse
+    import urllib.request
+
+    pattern = urllib.parse.quote(r"^http\.edge\.downstream_(cx|rq)_total$")
+    url = f"http://127.0.0.1:{admin_port}/stats?filter={pattern}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return envoy_downstream(answer.read().decode())
+    except OSError as exc:
+        log(f"Envoy's stats: {exc!r}")
+        return None
 
 
 def section_markers(scenario: str) -> tuple[str, str]:
@@ -620,10 +851,20 @@ class BenchStack:
             extra_env=env,
         )
         self.gateway_ports: list[int] = []
+        """One entry per gateway process (the same port twice when they share it)."""
+        group = max(options.gateways, options.gateway_group)
+        self.sharing = group > 1 and (
+            options.gateway_port == "shared"
+            or (options.gateway_port == "auto" and gateway_can_share_port())
+        )
+        """Whether the gateways share one port: each then also listens on an address of its own
+        (MOCKEX_GATEWAY_PROCESS_ADDRESS), where its health check reaches that very process."""
+        self.gateway_group = group
         self.wrapped: list[str] = []
+        self.echo_port = 0
 
     def _start_wrapped(
-        self, name: str, module: str, port: int, env: dict[str, str], profiled: bool = True
+        self, name: str, module: str, port: int | str, env: dict[str, str], profiled: bool = True
     ) -> None:
         from mockex import processes
         from mockex.stack import wait_serving
@@ -646,6 +887,7 @@ class BenchStack:
 
     def start(self) -> None:
         from mockex import processes
+        from mockex.stack import wait_serving
 
         stack = self.stack
         log(f"starting Redis and Kafka (data in {stack.data_dir})")
@@ -657,21 +899,64 @@ class BenchStack:
                 # Wrapped too (never profiled), so that every service starts the same way.
                 port = getattr(stack.ports, name)
                 self._start_wrapped(name, f"{name}_svc", port, {}, profiled=False)
-        for number in range(self.options.gateways):
-            name = "gateway" if number == 0 else f"gateway{number + 1}"
-            port = stack.ports.gateway if number == 0 else processes.free_port()
-            self._start_wrapped(
-                name,
-                "gateway_svc",
-                port,
-                {
-                    "MOCKEX_GATEWAY_GRPC_ADDRESS": f"0.0.0.0:{port}",
-                    "MOCKEX_GATEWAY_ID": f"bench-{name}-{secrets.token_hex(3)}",
-                },
+        self._start_gateway(stack.ports.gateway)
+        for _ in range(self.options.gateways - 1):
+            self.add_gateway()
+        if self.options.edge:
+            log("starting Envoy in front of the gateway")
+            stack.start_edge()
+        if self.options.echo:
+            self.echo_port = processes.free_port()
+            log(f"starting the bare grpc.aio echo server on {self.echo_port}")
+            echo = processes.python_service(
+                "echo",
+                "bench.echo_server",
+                {"MOCKEX_BENCH_ECHO_ADDRESS": f"127.0.0.1:{self.echo_port}"},
+                stack.data_dir / "logs",
             )
-            self.gateway_ports.append(port)
+            stack.processes["echo"] = echo
+            wait_serving(echo, self.echo_port, 30)
         if self.options.scenario:
             self._start_scenario()
+
+    def _start_gateway(self, port: int) -> str:
+        name = "gateway" if not self.gateway_ports else f"gateway{len(self.gateway_ports) + 1}"
+        env = {
+            "MOCKEX_GATEWAY_GRPC_ADDRESS": f"0.0.0.0:{port}",
+            "MOCKEX_GATEWAY_ID": f"bench-{name}-{secrets.token_hex(3)}",
+        }
+        health: int | str = port
+        if self.sharing:
+            health = self._process_address(name)
+            env["MOCKEX_GATEWAY_PROCESSES"] = str(self.gateway_group)
+            env["MOCKEX_GATEWAY_PROCESS_ADDRESS"] = health
+        self._start_wrapped(name, "gateway_svc", health, env)
+        self.gateway_ports.append(port)
+        return name
+
+    def _process_address(self, name: str) -> str:
+        """A Unix socket of the process's own (a loopback port when the path is too long for
+        one), beside the port it shares."""
+        from mockex import processes
+
+        path = self.stack.data_dir / "run" / f"{name}.sock"
+        if len(str(path)) <= 100:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            return f"unix:{path}"
+        return f"127.0.0.1:{processes.free_port()}"
+
+    @property
+    def shared_port(self) -> bool:
+        return len(self.gateway_ports) > 1 and len(set(self.gateway_ports)) == 1
+
+    def add_gateway(self) -> str:
+        """One more gateway process, on the first one's port when they share it, else on a port
+        of its own; its name."""
+        from mockex import processes
+
+        port = self.gateway_ports[0] if self.sharing else processes.free_port()
+        return self._start_gateway(port)
 
     def _start_scenario(self) -> None:
         """data_svc playing the scenario, once it runs. Its rules' per-key message rate would
@@ -703,7 +988,11 @@ class BenchStack:
 
     @property
     def pids(self) -> dict[str, int]:
-        return {name: process.pid for name, process in self.stack.processes.items()}
+        """Every process of the stack by name (the edge as `envoy`)."""
+        return {
+            ("envoy" if name == "edge" else name): process.pid
+            for name, process in self.stack.processes.items()
+        }
 
     def profile(self, on: bool) -> None:
         for name in self.wrapped:
@@ -867,6 +1156,10 @@ CPU_COLUMNS = (
     "stream",
     "gateway",
     "gateway2",
+    "gateway3",
+    "gateway4",
+    "envoy",
+    "echo",
     "data",
     "clients",
     "bench",
@@ -891,6 +1184,218 @@ def cpu_per_order_ms(step: StepResult) -> dict[str, float]:
     return {name: value / step.achieved * 1000 for name, value in grouped.items()}
 
 
+LADDER_TITLES = {
+    ECHO: "Bare grpc.aio echo (health `Check`, a server process of its own)",
+    UNARY: "Unary `PlaceOrder`, 1 gateway process",
+    REST: "REST `POST /order/place` through Envoy, 1 gateway process",
+    SCALE: "Unary `PlaceOrder` spread over {gateways} gateway processes",
+}
+LADDER_SHORT = {ECHO: "echo", UNARY: "unary", REST: "REST", SCALE: "{gateways} gateways"}
+
+
+def ladder_title(ladder: str, gateways: int, short: bool = False) -> str:
+    return (LADDER_SHORT if short else LADDER_TITLES)[ladder].format(gateways=gateways)
+
+
+def relevant_process(ladder: str, name: str) -> bool:
+    """Whether a process works for the ladder's calls (the others only idle meanwhile): the echo
+    server and Envoy for their own ladders only."""
+    if name == "echo":
+        return ladder == ECHO
+    if ladder == ECHO:
+        return name in ("machine", "bench") or name.startswith("client-")
+    if name == "envoy":
+        return ladder == REST
+    return True
+
+
+def ladder_cpu(step: StepResult) -> dict[str, float]:
+    return {name: value for name, value in step.cpu.items() if relevant_process(step.ladder, name)}
+
+
+def ratio_verdict(
+    numerator: StepResult | None,
+    denominator: StepResult | None,
+    required: float,
+    goal: float | None = None,
+) -> tuple[float | None, str]:
+    """(held-rate ratio, verdict) of a goal 'numerator >= required x denominator'."""
+    if denominator is None:
+        return None, "not measured: the baseline held no rate"
+    if numerator is None:
+        return 0.0, f"**NOT met** (no rate held; needs ≥ {required:g}×)"
+    ratio = numerator.offered / denominator.offered
+    if ratio < required:
+        return ratio, f"**NOT met** (needs ≥ {required:g}×)"
+    if goal is not None and ratio < goal:
+        return ratio, f"**met** (≥ {required:g}×); the {goal:g}× goal **NOT met**"
+    return ratio, "**met**" + (f", the {goal:g}× goal too" if goal is not None else "")
+
+
+def _held_text(step: StepResult | None) -> str:
+    return f"{step.offered:,}/s" if step is not None else "none held"
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "-" if ratio is None else f"**{ratio:.2f}×**"
+
+
+def goal_rows(
+    best: dict[str, StepResult | None],
+    gateways: int,
+    shared_port: bool,
+    top_rate: int,
+) -> list[str]:
+    """The goals of issue 10 this bench measures: a markdown table, figure and verdict each."""
+    lines = ["| Goal (issue 10) | Measured | Verdict |", "|---|---|---|"]
+    if ECHO in best and UNARY in best:
+        ratio, verdict = ratio_verdict(best[UNARY], best[ECHO], *UNARY_OVER_ECHO)
+        capped = best[ECHO] is not None and best[ECHO].offered >= top_rate
+        lines.append(
+            "| Unary `PlaceOrder` held rate ≥ 0.5× a bare grpc.aio echo, same load generator, "
+            f"same run (goal 0.8×) | unary {_held_text(best[UNARY])} ÷ echo "
+            f"{_held_text(best[ECHO])} = {_ratio_text(ratio)}"
+            + (" (the echo held the top rate offered: the ratio is at most this)" if capped else "")
+            + f" | {verdict} |"
+        )
+    if REST in best and UNARY in best:
+        ratio, verdict = ratio_verdict(best[REST], best[UNARY], REST_OVER_UNARY)
+        lines.append(
+            "| REST through Envoy: held rate ≥ 0.5× the unary gRPC rate | REST "
+            f"{_held_text(best[REST])} ÷ unary {_held_text(best[UNARY])} = {_ratio_text(ratio)} "
+            f"| {verdict} |"
+        )
+    if SCALE in best and UNARY in best:
+        ratio = (
+            best[SCALE].offered / best[UNARY].offered
+            if best[SCALE] is not None and best[UNARY] is not None
+            else None
+        )
+        ports = (
+            "measured with the processes sharing one port (SO_REUSEPORT)"
+            if shared_port
+            else "measured, but on separate ports with the clients spread over them: sharing "
+            "one port **NOT met** yet"
+        )
+        lines.append(
+            f"| Scale-out: a measured table of 1 vs {gateways} gateway processes, CPU per "
+            f"order per process | 1: {_held_text(best[UNARY])}, {gateways}: "
+            f"{_held_text(best[SCALE])} ({_ratio_text(ratio)}); table below | {ports} |"
+        )
+    return lines
+
+
+def ladders_of(steps: Iterable[StepResult]) -> list[str]:
+    """The ladders measured, in TARGETS order ("" for steps of no target)."""
+    present = {step.ladder for step in steps}
+    return [ladder for ladder in ("", *TARGETS) if ladder in present]
+
+
+def best_by_ladder(steps: list[StepResult], p99_ms: float) -> dict[str, StepResult | None]:
+    return {
+        ladder: highest_held([step for step in steps if step.ladder == ladder], p99_ms)
+        for ladder in ladders_of(steps)
+    }
+
+
+def ladder_figures(measured: list[StepResult], p99_ms: float) -> dict[str, tuple[StepResult, bool]]:
+    """Per ladder, the step its CPU figures are read from: its highest rate held (True), else,
+    when it held none, its step with the highest achieved rate (False)."""
+    figures: dict[str, tuple[StepResult, bool]] = {}
+    for ladder in ladders_of(measured):
+        mine = [step for step in measured if step.ladder == ladder]
+        held = highest_held(mine, p99_ms)
+        if held is not None:
+            figures[ladder] = (held, True)
+        elif mine:
+            figures[ladder] = (max(mine, key=lambda step: step.achieved), False)
+    return figures
+
+
+def _figure_rate(step: StepResult, held: bool) -> str:
+    if held:
+        return f"{step.offered:,}"
+    return f"none held (busiest step: {step.offered:,} offered, {step.achieved:,.0f} achieved)"
+
+
+def scale_table(figures: dict[str, tuple[StepResult, bool]], gateways: int) -> list[str]:
+    """1 vs N gateway processes at each one's highest held rate, CPU per order per process."""
+    rows = [(count, figures.get(ladder)) for count, ladder in ((1, UNARY), (gateways, SCALE))]
+    names = [
+        column
+        for column in CPU_COLUMNS
+        if column not in ("bench", "echo", "envoy")
+        and any(row and cpu_columns(ladder_cpu(row[0])).get(column) for _, row in rows)
+    ]
+    header = ["gateway processes", "held orders/s", "p99 ms"]
+    header += [f"{name} ms" for name in names] + ["exchange ms", "cores used by the exchange"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for count, row in rows:
+        if row is None:
+            lines.append(f"| {count} | not measured |" + " - |" * (len(header) - 2))
+            continue
+        step, held = row
+        per_order = cpu_per_order_ms(replace(step, cpu=ladder_cpu(step)))
+        exchange = sum(
+            value for name, value in per_order.items() if name not in ("clients", "bench")
+        )
+        cores = sum(
+            value
+            for name, value in cpu_columns(ladder_cpu(step)).items()
+            if name not in ("clients", "bench", "machine")
+        )
+        lines.append(
+            f"| {count} | {_figure_rate(step, held)} | {_ms(step.p99_ms)} | "
+            + "".join(
+                f"{per_order[name]:.3f} | " if name in per_order else "- | " for name in names
+            )
+            + f"{exchange:.3f} | {cores:.2f} |"
+        )
+    return lines
+
+
+def cpu_per_call_table(figures: dict[str, tuple[StepResult, bool]], gateways: int) -> list[str]:
+    """CPU ms per answered call, per process, at each ladder's highest held rate."""
+    if not figures:
+        return []
+    per_call = {
+        ladder: cpu_per_order_ms(replace(step, cpu=ladder_cpu(step)))
+        for ladder, (step, _) in figures.items()
+    }
+    names = [
+        column
+        for column in CPU_COLUMNS
+        if any(values.get(column, 0.0) >= 0.0005 for values in per_call.values())
+    ]
+    lines = [
+        "| process | "
+        + " | ".join(
+            f"{ladder_title(ladder, gateways, short=True) if ladder else 'unary'} at "
+            f"{step.offered:,}/s" + ("" if held else " (not held)")
+            for ladder, (step, held) in figures.items()
+        )
+        + " |",
+        "|---|" + "---:|" * len(figures),
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | "
+            + " | ".join(
+                f"{values[name]:.3f}" if name in values else "-" for values in per_call.values()
+            )
+            + " |"
+        )
+    lines.append(
+        "| **server side** (all but clients and bench) | "
+        + " | ".join(
+            f"**{sum(v for n, v in values.items() if n not in ('clients', 'bench')):.3f}**"
+            for values in per_call.values()
+        )
+        + " |"
+    )
+    return lines
+
+
 def limit_analysis(step: StepResult, cpus: int) -> str:
     """A plain reading of the CPU figures of one step: who saturates, and the ceilings that the
     CPU cost per order implies."""
@@ -907,12 +1412,23 @@ def limit_analysis(step: StepResult, cpus: int) -> str:
     single = [
         name
         for name, value in ranked
-        if value >= 0.85 and name not in ("kafka", "clients", "redis")
+        if value >= 0.85 and name not in ("kafka", "clients", "redis", "envoy")
     ]
     if single:
         parts.append(
             f"{' and '.join(single)} ran at about one full core: a single-threaded Python "
             "event loop at its limit."
+        )
+    client_cores = [value for name, value in step.cpu.items() if name.startswith("client-")]
+    if client_cores and max(client_cores) >= 0.85:
+        parts.append(
+            f"A load-generator process ran at {max(client_cores):.2f} cores: the generator, not "
+            "the server, may set this figure."
+        )
+    elif client_cores:
+        parts.append(
+            f"The load-generator processes used at most {max(client_cores):.2f} cores each: not "
+            "the bottleneck."
         )
     if machine >= cpus * 0.9:
         parts.append(
@@ -935,12 +1451,12 @@ def limit_analysis(step: StepResult, cpus: int) -> str:
             default=None,
         )
         parts.append(
-            f"CPU per answered order, in ms: {costs}; {total:.2f} ms in all ({server:.2f} ms "
+            f"CPU per answered call, in ms: {costs}; {total:.2f} ms in all ({server:.2f} ms "
             f"without the load generator). So {cpus} cores carry at most about "
-            f"{cpus / total * 1000:,.0f} orders/s with the load generator on the same machine "
-            f"and {cpus / server * 1000:,.0f}/s without it"
+            f"{cpus / total * 1000:,.0f} calls/s with the load generator on the same machine"
+            + (f" and {cpus / server * 1000:,.0f}/s without it" if server > 0 else "")
             + (
-                f"; one core for the busiest service, the {heaviest[0]}, carries at most "
+                f"; one core for the busiest process, the {heaviest[0]}, carries at most "
                 f"{1000 / heaviest[1]:,.0f}/s."
                 if heaviest and heaviest[1] > 0
                 else "."
@@ -983,19 +1499,43 @@ def render_section(
     settings: dict[str, str],
     steps: list[StepResult],
     p99_ms: float,
-    best: StepResult | None,
     profiled: StepResult | None,
     profiles: dict[str, dict[str, str]],
     threads: dict[str, dict[str, float]],
     floor: dict[str, tuple[float, float]] | None = None,
     scenario: str = "",
+    gateways: int = 2,
+    shared_port: bool = False,
 ) -> str:
     cpus = os.cpu_count() or 1
     measured = [step for step in steps if not step.label]
+    best = best_by_ladder(measured, p99_ms)
+    top_rate = max((step.offered for step in measured), default=0)
     start_marker, end_marker = section_markers(scenario)
-    title = "## End to end: gRPC clients → gateway → Redis → engine → Kafka → answer"
+    present = set(best)
+    title = "## End to end: unary PlaceOrder → gateway → Redis → engine → Kafka → answer"
     if scenario:
         title += f", with the `{scenario}` scenario's bots trading"
+    else:
+        extras = [
+            text
+            for ladder, text in (
+                (ECHO, "against a bare gRPC echo"),
+                (REST, "REST through Envoy"),
+                (SCALE, f"1 vs {gateways} gateway processes"),
+            )
+            if ladder in present
+        ]
+        if extras:
+            title += "; " + ", ".join(extras)
+    servers = [
+        text
+        for ladder, text in (
+            (REST, "Envoy in front of the gateway"),
+            (ECHO, "a bare grpc.aio echo"),
+        )
+        if ladder in present
+    ]
     from bench.run_all import section_head
 
     lines = [
@@ -1005,58 +1545,101 @@ def render_section(
         *(f"| {key} | {value} |" for key, value in settings.items()),
         "",
         "**How it is measured.** The bench starts its own stack (Redis, a Kafka broker, engine, "
-        "store, stream and gateway as real processes on free ports). The load generator is "
-        "separate processes, each a grpc.aio client with as many calls in flight as the rate "
-        "needs; each sends its share of the offered rate at fixed intervals whatever the answers "
-        "(open loop). Latency runs from when a call was due to when its answer arrived: the "
-        "PlaceOrder/CancelOrder answer is the engine's result after Kafka acknowledged it "
-        "(acks=all). *achieved* = answers (OK, or a cancel refused as too late) / (time "
-        "from the step's start to its last answer), so a backlog lowers it. A rate is *held* "
-        "when p99 ≤ "
-        f"{p99_ms:g} ms, achieved ≥ {HELD_ACHIEVED_SHARE:.0%} of offered and errors + timeouts "
-        f"≤ {MAX_FAILED_SHARE:.1%}. *lag* is how late the clients themselves sent (p99).",
+        "store, stream and gateway as real processes on free ports"
+        + "".join(f"; {text}" for text in servers)
+        + "). The load generator is separate processes, each one asyncio loop with as many "
+        "calls in flight as the rate needs; each sends its share of the offered rate at fixed "
+        "intervals whatever the answers (open loop), the same scheduler for every target. "
+        "Latency runs from when a call was due to when its answer arrived: a PlaceOrder answer "
+        "is the engine's result after Kafka acknowledged it (acks=all). *achieved* = answers / "
+        "(time from the step's start to its last answer), so a backlog lowers it. A rate is "
+        f"*held* when p99 ≤ {p99_ms:g} ms, achieved ≥ {HELD_ACHIEVED_SHARE:.0%} of offered and "
+        f"errors + timeouts ≤ {MAX_FAILED_SHARE:.1%}; a ladder's figure is its highest rate "
+        "held below every rate it did not hold. *lag* is how late the clients themselves sent "
+        "(p99).",
         "",
     ]
-    lines += step_table(measured, p99_ms)
+    if scenario:
+        unary = best.get(UNARY)
+        lines += [
+            f"**Unary `PlaceOrder` held with the `{scenario}` scenario's bots trading: "
+            + (
+                f"{unary.offered:,} orders/s** (achieved {unary.achieved:,.0f}/s, p50 "
+                f"{_ms(unary.p50_ms)} ms, p99 {_ms(unary.p99_ms)} ms)."
+                if unary
+                else "no rate held**."
+            ),
+            "",
+        ]
+    else:
+        lines += [*goal_rows(best, gateways, shared_port, top_rate), ""]
+    for ladder in ladders_of(measured):
+        mine = [step for step in measured if step.ladder == ladder]
+        held = best[ladder]
+        lines += [
+            f"**{ladder_title(ladder, gateways) if ladder else 'Unary PlaceOrder'}**",
+            "",
+            *step_table(mine, p99_ms),
+            "",
+            (
+                f"Highest rate held with p99 ≤ {p99_ms:g} ms: **{held.offered:,}/s** (achieved "
+                f"{held.achieved:,.0f}/s, p50 {_ms(held.p50_ms)} ms, p99 {_ms(held.p99_ms)} ms)."
+                if held
+                else f"No rate was held with p99 ≤ {p99_ms:g} ms."
+            ),
+            "",
+        ]
+    figures = ladder_figures(measured, p99_ms)
+    if SCALE in best:
+        lines += [
+            f"**Scale-out: 1 vs {gateways} gateway processes** (CPU ms per answered order per "
+            "process at each one's highest held rate; *exchange* is every process but the load "
+            "generator; the 1-gateway row is the unary ladder above, measured before the other "
+            "gateways started):",
+            "",
+            *scale_table(figures, gateways),
+            "",
+        ]
+    per_call = cpu_per_call_table(figures, gateways)
+    if per_call:
+        lines += [
+            "**CPU per answered call, per process, in ms** (at each ladder's highest held rate, "
+            "or its busiest step when it held none; processes that only idle during a ladder are "
+            "left out of it):",
+            "",
+            *per_call,
+            "",
+        ]
     if floor:
         lines += [
-            "",
             "**Latency floor** (after the steps, nothing else in flight; p50 / p99 ms): "
             + "; ".join(f"{name} {p50:.2f} / {p99:.2f}" for name, (p50, p99) in floor.items())
             + ".",
-        ]
-    if best is not None:
-        verdict = "met" if best.offered >= GOAL_RATE else "NOT met"
-        lines += [
             "",
-            f"**Highest rate held with p99 ≤ {p99_ms:g} ms: {best.offered:,} orders/s** "
-            f"(achieved {best.achieved:,.0f}/s, p50 {_ms(best.p50_ms)} ms, p99 "
-            f"{_ms(best.p99_ms)} ms). Goal ({GOAL_RATE:,}/s with p99 ≤ 20 ms): **{verdict}**.",
         ]
-    else:
-        lines += ["", f"**No rate was held with p99 ≤ {p99_ms:g} ms.**"]
     present = [
         column
         for column in CPU_COLUMNS
         if any(cpu_columns(step.cpu).get(column) is not None for step in steps)
     ]
     lines += [
-        "",
         "**CPU per process** (cores used during the step, from /proc/PID/stat utime+stime over "
         "the step's wall time, every thread; *machine* is /proc/stat for all CPUs, so *machine* "
         "minus the sum is other work on the machine, the kernel's loopback networking "
         "included):",
         "",
-        "| offered/s | " + " | ".join(present) + " | sum | machine | other |",
-        "|---:|" + "---:|" * (len(present) + 3),
+        "| ladder | offered/s | " + " | ".join(present) + " | sum | machine | other |",
+        "|---|---:|" + "---:|" * (len(present) + 3),
     ]
-    for step in sorted(steps, key=lambda step: (bool(step.label), step.offered)):
+    order = {ladder: number for number, ladder in enumerate(("", *TARGETS))}
+    for step in sorted(steps, key=lambda s: (bool(s.label), order[s.ladder], s.offered)):
         grouped = cpu_columns(step.cpu)
         machine_busy = grouped.pop("machine", math.nan)
         values = [grouped.get(column, 0.0) for column in present]
         name = f"{step.offered:,}" + (f" ({step.label})" if step.label else "")
         lines.append(
-            f"| {name} | "
+            f"| {ladder_title(step.ladder, gateways, short=True) if step.ladder else '-'} | "
+            f"{name} | "
             + " | ".join(f"{value:.2f}" for value in values)
             + f" | {sum(grouped.values()):.2f} | {machine_busy:.2f} | "
             f"{max(machine_busy - sum(grouped.values()), 0.0):.2f} |"
@@ -1064,9 +1647,9 @@ def render_section(
     if profiled is not None:
         lines += [
             "",
-            f"**Where the time goes** (one extra step at {profiled.offered:,}/s with the engine "
-            "and the gateway under pyinstrument: 1 ms sampling of the event-loop thread, wall "
-            "time, so waiting in `epoll.poll` is the loop's idle time; the call tree below "
+            f"**Where the time goes** (one extra unary step at {profiled.offered:,}/s with the "
+            "engine and the gateway under pyinstrument: 1 ms sampling of the event-loop thread, "
+            "wall time, so waiting in `epoll.poll` is the loop's idle time; the call tree below "
             "asyncio.run, then the top functions by own time. Time in C code without a Python "
             "frame, such as grpc's Cython callbacks and the C `Task` steps, shows as the own "
             "time of the loop's `Handle._run`/`base_events.py`. That step measured "
@@ -1110,15 +1693,26 @@ def render_section(
             "",
             f"**Other work on the machine** took up to {max(others):.2f} of its {cpus} cores "
             "during these steps (the *other* column): the latencies above are not this code's "
-            "alone, the CPU per order figures below barely depend on it.",
+            "alone, the CPU per order figures barely depend on it.",
         ]
-    busiest = max(measured, key=lambda step: step.achieved, default=None)
-    if busiest is not None and busiest.cpu:
+    readings = []
+    for ladder in ladders_of(measured):
+        busiest = max(
+            (step for step in measured if step.ladder == ladder),
+            key=lambda step: step.achieved,
+            default=None,
+        )
+        if busiest is not None and busiest.cpu:
+            reading = limit_analysis(replace(busiest, cpu=ladder_cpu(busiest)), cpus)
+            name = ladder_title(ladder, gateways, short=True) if ladder else "unary"
+            readings.append(f"- *{name}*: {reading}")
+    if readings:
         lines += [
             "",
-            "**What limits the rate** (read from the step with the highest achieved rate, where "
-            f"fixed costs per engine round are shared by the most orders): "
-            f"{limit_analysis(busiest, cpus)}",
+            "**What limits the rate** (read, for each ladder, from its step with the highest "
+            "achieved rate, where fixed costs per engine round are shared by the most calls):",
+            "",
+            *readings,
         ]
     lines.append(end_marker)
     return "\n".join(lines) + "\n"
@@ -1128,10 +1722,15 @@ def render_section(
 
 
 def run_step(
-    load: LoadGenerator, meter: CpuMeter, rate: int, seconds: float, label: str = ""
+    load: LoadGenerator,
+    meter: CpuMeter,
+    rate: int,
+    seconds: float,
+    label: str = "",
+    target: str = "",
 ) -> StepResult:
     start = time.monotonic() + 0.5
-    load.start_step(rate, seconds, start)
+    load.start_step(rate, seconds, start, target)
     time.sleep(max(0.0, start - time.monotonic()))
     before = meter.sample()
     records = load.results()
@@ -1139,6 +1738,7 @@ def run_step(
     step = summarize(rate, seconds, records)
     step.cpu = meter.cores(before, after)
     step.label = label
+    step.ladder = target
     return step
 
 
@@ -1150,19 +1750,58 @@ def measure_rate(
     p99_ms: float,
     retries: int,
     note: str = "",
+    target: str = "",
 ) -> StepResult:
     """One step at `rate`; a step not held is measured again up to `retries` times and the
     better one counts (other work on a shared machine can spoil one step)."""
-    step = run_step(load, meter, rate, seconds)
+    step = run_step(load, meter, rate, seconds, target=target)
     log(describe(step, p99_ms, note))
     for attempt in range(2, retries + 2):
         if step.held(p99_ms):
             break
-        again = run_step(load, meter, rate, seconds)
+        again = run_step(load, meter, rate, seconds, target=target)
         log(describe(again, p99_ms, f" (try {attempt})"))
         step = better(step, again, p99_ms)
         step.attempts = attempt
     return step
+
+
+def step_ladders(
+    rates: Sequence[int],
+    ladders: Sequence[str],
+    measure: Callable[[str, int, str], StepResult],
+    p99_ms: float,
+    stop_p99_ms: float,
+    refine: int,
+) -> None:
+    """Several ladders stepped together, so that noise on the machine hits all of them: at each
+    rate every ladder still going measures one step, in an order reversed from one rate to the
+    next; a ladder stops once a rate is no longer carried. Then `refine` rounds, each one
+    bisection step per ladder between its highest rate held and its lowest not held."""
+    held: dict[str, int | None] = dict.fromkeys(ladders)
+    failed: dict[str, int | None] = dict.fromkeys(ladders)
+    going = list(ladders)
+
+    def record(ladder: str, rate: int, step: StepResult) -> None:
+        if step.held(p99_ms):
+            held[ladder] = max(rate, held[ladder] or 0)
+        elif failed[ladder] is None or rate < failed[ladder]:
+            failed[ladder] = rate
+
+    for number, rate in enumerate(rates):
+        for ladder in going if number % 2 == 0 else going[::-1]:
+            step = measure(ladder, rate, "")
+            record(ladder, rate, step)
+            if not step.keep_stepping(stop_p99_ms):
+                going = [other for other in going if other != ladder]
+        if not going:
+            break
+    for number in range(refine):
+        for ladder in ladders if number % 2 == 0 else ladders[::-1]:
+            low, high = held[ladder], failed[ladder]
+            rate = bisect_rate(low, high) if low is not None and high is not None else None
+            if rate is not None:
+                record(ladder, rate, measure(ladder, rate, " (bisecting)"))
 
 
 def step_rates(
@@ -1174,33 +1813,21 @@ def step_rates(
 ) -> None:
     """Up through `rates` until one is no longer carried, then `refine` bisection steps
     between the highest rate held and the lowest not held."""
-    held_rate: int | None = None
-    failed_rate: int | None = None
-    for rate in rates:
-        step = measure(rate, "")
-        if step.held(p99_ms):
-            held_rate = rate
-        elif failed_rate is None:
-            failed_rate = rate
-        if not step.keep_stepping(stop_p99_ms):
-            break
-    for _ in range(refine):
-        if held_rate is None or failed_rate is None:
-            break
-        rate = bisect_rate(held_rate, failed_rate)
-        if rate is None:
-            break
-        step = measure(rate, " (bisecting)")
-        if step.held(p99_ms):
-            held_rate = rate
-        else:
-            failed_rate = rate
+    step_ladders(
+        rates,
+        [""],
+        lambda _ladder, rate, note: measure(rate, note),
+        p99_ms,
+        stop_p99_ms,
+        refine,
+    )
 
 
 def describe(step: StepResult, p99_ms: float, note: str = "") -> str:
     failed = step.timeouts + step.error_count
     return (
-        f"{step.offered:>6,}/s offered{' (' + step.label + ')' if step.label else ''}: "
+        (f"{step.ladder:>8} " if step.ladder else "")
+        + f"{step.offered:>6,}/s offered{' (' + step.label + ')' if step.label else ''}: "
         f"achieved {step.achieved:,.0f}/s, p50 {_ms(step.p50_ms)} ms, p99 {_ms(step.p99_ms)} ms, "
         f"p99.9 {_ms(step.p999_ms)} ms, failed {failed}, lag p99 {_ms(step.lag_p99_ms)} ms, "
         f"cpu "
@@ -1217,6 +1844,7 @@ def add_step_arguments(
     clients: int,
     users_help: str,
     rates: tuple[int, ...] = DEFAULT_RATES,
+    users: int = 8,
 ) -> None:
     """The options every stepping benchmark takes (this one and bench.session_bench)."""
     parser.add_argument(
@@ -1228,7 +1856,7 @@ def add_step_arguments(
     parser.add_argument(
         "--clients", type=int, default=clients, help=f"load-generator processes ({clients})"
     )
-    parser.add_argument("--users", type=int, default=8, help=users_help)
+    parser.add_argument("--users", type=int, default=users, help=users_help)
     parser.add_argument("--p99-ms", type=float, default=20.0, help="p99 bound for 'held' (20)")
     parser.add_argument(
         "--stop-p99-ms", type=float, default=100.0, help="stop stepping above this p99 (100)"
@@ -1239,16 +1867,50 @@ def add_step_arguments(
     )
 
 
+def parse_parts(text: str, scenario: str) -> list[str]:
+    """The targets to measure, in TARGETS order: all of them by default, only the unary one
+    with a scenario playing (issue 10 takes the ratios with the simulator paused)."""
+    if not text:
+        return [UNARY] if scenario else list(TARGETS)
+    parts = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = parts - set(TARGETS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}: valid values are {', '.join(TARGETS)}")
+    return [target for target in TARGETS if target in parts]
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.run_all import load_average, machine, write_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_step_arguments(parser, "orders", clients=2, users_help="participants (8)")
-    parser.add_argument("--channels", type=int, default=1, help="gRPC channels per client (1)")
-    parser.add_argument("--cancel-share", type=float, default=0.10, help="share of cancels")
-    parser.add_argument("--profile-rate", type=int, help="rate of the profiled step")
+    add_step_arguments(parser, "calls", clients=2, users_help="participants (64)", users=64)
+    parser.add_argument(
+        "--parts",
+        default="",
+        help=f"targets to measure, of {','.join(TARGETS)} (all; with --scenario only unary)",
+    )
+    parser.add_argument(
+        "--channels", type=int, default=1, help="gRPC channels per server per client (1)"
+    )
+    parser.add_argument(
+        "--rest-connections",
+        type=int,
+        default=16,
+        help="keep-alive HTTP connections each client opens ahead (16; more on demand)",
+    )
+    parser.add_argument("--cancel-share", type=float, default=0.0, help="share of cancels (0)")
+    parser.add_argument("--profile-rate", type=int, help="rate of the profiled unary step")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled step")
-    parser.add_argument("--gateways", type=int, default=1, help="gateway processes (1)")
+    parser.add_argument(
+        "--gateways", type=int, default=2, help="gateway processes of the scale-out ladder (2)"
+    )
+    parser.add_argument(
+        "--gateway-port",
+        choices=("auto", "shared", "separate"),
+        default="auto",
+        help="the added gateways on the first one's port (SO_REUSEPORT) or ports of their own; "
+        "auto: shared if they can bind it",
+    )
     parser.add_argument("--engine-batch-size", type=int, help="MOCKEX_ENGINE_BATCH_SIZE")
     parser.add_argument(
         "--without", default="", help="services not to start: store,stream (not on the path)"
@@ -1273,6 +1935,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args(argv)
     rates = parse_rates(args.rates)
+    try:
+        parts = parse_parts(args.parts, args.scenario)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.gateways < 2:
+        parts = [part for part in parts if part != SCALE]
     without = tuple(name for name in args.without.split(",") if name)
     extra_env = tuple(tuple(item.split("=", 1)) for item in args.env)
     if any(len(item) != 2 for item in extra_env):
@@ -1289,11 +1957,14 @@ def main(argv: list[str] | None = None) -> int:
         [executable, "-m", "bench.e2e_bench", *(argv if argv is not None else sys.argv[1:])]
     )
     options = StackOptions(
-        gateways=args.gateways,
         engine_batch_size=args.engine_batch_size,
         without=without,
         extra_env=extra_env,
         scenario=args.scenario,
+        edge=REST in parts,
+        echo=ECHO in parts,
+        gateway_group=args.gateways if SCALE in parts else 1,
+        gateway_port=args.gateway_port,
     )
     data_dir = Path(tempfile.mkdtemp(prefix="mockex-e2e-"))
     bench = BenchStack(data_dir, options)
@@ -1303,51 +1974,81 @@ def main(argv: list[str] | None = None) -> int:
     profiles: dict[str, str] = {}
     threads: dict[str, dict[str, float]] = {}
     floor: dict[str, tuple[float, float]] = {}
+    edge_counts: tuple[int, int] | None = None
+    mix = OrderMix(cancel_share=args.cancel_share)
+    began = time.monotonic()
     try:
         bench.start()
         stack = bench.stack
         api_keys = asyncio.run(
             prepare_exchange(f"127.0.0.1:{stack.ports.gateway}", stack.admin_key, args.users)
         )
-        mix = OrderMix(cancel_share=args.cancel_share)
         configs = [
             ClientConfig(
                 index=index,
                 clients=args.clients,
-                address=f"127.0.0.1:{bench.gateway_ports[index % len(bench.gateway_ports)]}",
+                address=f"127.0.0.1:{stack.ports.gateway}",
                 api_keys=tuple(api_keys),
                 symbol=SYMBOL,
                 seed=args.seed * 1000 + index,
                 channels=args.channels,
                 mix=mix,
+                rest_connections=args.rest_connections,
             )
             for index in range(args.clients)
         ]
         log(f"starting {args.clients} load-generator processes")
         load = LoadGenerator(configs)
-        meter = CpuMeter({**bench.pids, **load.pids, "bench": os.getpid()})
-        log("warm-up: 2 s at the lowest rate")
-        run_step(load, meter, rates[0], 2.0)
 
-        def measure(rate: int, note: str) -> StepResult:
-            step = measure_rate(load, meter, rate, args.seconds, args.p99_ms, args.retries, note)
+        def addresses(target: str) -> list[str]:
+            if target == ECHO:
+                return [f"127.0.0.1:{bench.echo_port}"]
+            if target == REST:
+                return [f"127.0.0.1:{stack.ports.edge}"]
+            if target == SCALE:
+                # Sharing one port, the kernel spreads connections (not calls) over the
+                # processes: several per process even it out.
+                spread = SHARED_PORT_CONNECTIONS if bench.shared_port else 1
+                return [f"127.0.0.1:{port}" for port in bench.gateway_ports] * spread
+            return [f"127.0.0.1:{stack.ports.gateway}"]
+
+        meter = CpuMeter({**bench.pids, **load.pids, "bench": os.getpid()})
+
+        def measure(target: str, rate: int, note: str) -> StepResult:
+            step = measure_rate(
+                load, meter, rate, args.seconds, args.p99_ms, args.retries, note, target
+            )
             steps.append(step)
             return step
 
-        step_rates(rates, measure, args.p99_ms, args.stop_p99_ms, args.refine)
+        first = [part for part in parts if part != SCALE]
+        for target in first:
+            load.prepare(target, addresses(target))
+            log(f"warm-up {target}: 2 s at the lowest rate")
+            run_step(load, meter, rates[0], 2.0, target=target)
+        if first:
+            step_ladders(rates, first, measure, args.p99_ms, args.stop_p99_ms, args.refine)
 
-        if not args.no_profile:
+        if REST in parts:
+            edge_counts = read_envoy_downstream(stack.ports.edge_admin)
+            if edge_counts:
+                log(f"Envoy: {edge_counts[0]:,} connections for {edge_counts[1]:,} requests")
+        if UNARY in parts and not args.no_profile:
             # The busiest rate that was still carried: the hot paths show best there.
-            carried = [step.offered for step in steps if step.achieved >= 0.9 * step.offered]
+            carried = [
+                step.offered
+                for step in steps
+                if step.ladder == UNARY and step.achieved >= 0.9 * step.offered
+            ]
             rate = args.profile_rate or max(carried, default=rates[0])
             log(f"profiled step at {rate:,}/s (engine and gateway under pyinstrument)")
             thread_pids = {name: bench.pids[name] for name in bench.wrapped}
             threads_before = {name: thread_ticks(pid) for name, pid in thread_pids.items()}
             bench.profile(True)
             seconds = min(args.seconds, 8.0)
-            began = time.monotonic()
-            profiled = run_step(load, meter, rate, seconds, label="profiled")
-            wall = time.monotonic() - began
+            profile_began = time.monotonic()
+            profiled = run_step(load, meter, rate, seconds, label="profiled", target=UNARY)
+            wall = time.monotonic() - profile_began
             bench.profile(False)
             hz = os.sysconf("SC_CLK_TCK")
             for name, pid in thread_pids.items():
@@ -1359,20 +2060,32 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(profiled)
             log(describe(profiled, args.p99_ms))
             profiles = bench.profiles()
-        log("latency floor: sequential orders, Redis and Kafka round trips")
-        try:
-            floor = asyncio.run(
-                latency_floor(
-                    f"127.0.0.1:{stack.ports.gateway}",
-                    api_keys[0],
-                    stack.redis_url,
-                    stack.kafka_bootstrap,
+        if UNARY in parts:
+            log("latency floor: sequential orders, Redis and Kafka round trips")
+            try:
+                floor = asyncio.run(
+                    latency_floor(
+                        f"127.0.0.1:{stack.ports.gateway}",
+                        api_keys[0],
+                        stack.redis_url,
+                        stack.kafka_bootstrap,
+                    )
                 )
-            )
-        except Exception as exc:  # the steps are worth writing without it
-            log(f"latency floor failed: {exc!r}")
-        for name, (p50, p99) in floor.items():
-            log(f"  {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            except Exception as exc:  # the steps are worth writing without it
+                log(f"latency floor failed: {exc!r}")
+            for name, (p50, p99) in floor.items():
+                log(f"  {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+        if SCALE in parts:
+            for _ in range(args.gateways - 1):
+                name = bench.add_gateway()
+                how = "sharing" if bench.sharing else "on a port of its own,"
+                log(f"started {name}, {how} port {bench.gateway_ports[-1]}")
+            meter = CpuMeter({**bench.pids, **load.pids, "bench": os.getpid()})
+            load.prepare(SCALE, addresses(SCALE))
+            log(f"warm-up {SCALE}: 2 s at the lowest rate")
+            run_step(load, meter, rates[0], 2.0, target=SCALE)
+            step_ladders(rates, [SCALE], measure, args.p99_ms, args.stop_p99_ms, args.refine)
     finally:
         if load is not None:
             load.close()
@@ -1381,26 +2094,59 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:
             log(f"kept {data_dir}")
+    log(f"measured in {time.monotonic() - began:,.0f} s")
 
-    best = highest_held(steps, args.p99_ms)
+    best = best_by_ladder([step for step in steps if not step.label], args.p99_ms)
+    services = ["engine", *(n for n in ("store", "stream") if n not in without), "1 gateway"]
+    if SCALE in parts:
+        services[-1] = f"1 gateway, then {args.gateways} for the scale-out ladder (" + (
+            f"sharing one port, SO_REUSEPORT; each client opens {SHARED_PORT_CONNECTIONS}× "
+            "as many channels to it, spread over the processes by the kernel)"
+            if bench.shared_port
+            else "separate ports, each client's calls alternating between them)"
+        )
+    if REST in parts:
+        services.append("Envoy (envoy/envoy.yaml as `make run` renders it, 2 workers)")
+    if ECHO in parts:
+        services.append("the bare grpc.aio echo server (`bench.echo_server`)")
+    services.append(
+        f"data_svc playing `{args.scenario}` (its bots trade throughout)"
+        if args.scenario
+        else "no simulator (data_svc not started)"
+    )
+    generator = (
+        f"{args.clients} processes (the same ones for every target), {args.users} users, open "
+        f"loop; gRPC: {args.channels} channel(s) per server address per process"
+    )
+    if REST in parts:
+        generator += (
+            f"; REST: keep-alive HTTP/1.1 (`bench.rest_client`, {args.rest_connections} "
+            "connections per process opened ahead, more while all are busy)"
+        )
+    if edge_counts:
+        generator += (
+            f"; Envoy accepted {edge_counts[0]:,} connections for {edge_counts[1]:,} requests"
+        )
+    first = [part for part in parts if part != SCALE]
+    order = (
+        f"at each rate one step of every ladder still going ({', '.join(first)}), the order "
+        "reversed from one rate to the next, so noise hits all of them; bisection rounds the "
+        "same way"
+        if len(first) > 1
+        else "up through the rates, then bisection"
+    )
+    if SCALE in parts:
+        order += "; the scale-out ladder last, once the other gateways run"
     settings = {
-        "Load generator": f"{args.clients} processes × {args.channels} gRPC channel(s), "
-        f"{args.users} users, open loop",
-        "Order mix": f"LIMIT around a fixed mid (buy at mid+k ticks, sell at mid−k, k in "
-        f"[−{mix.passive_ticks}, {mix.cross_ticks}]: k > 0 crosses), {mix.ioc_share:.0%} IOC, "
-        f"qty 1–{mix.max_quantity}; {mix.cancel_share:.0%} of the calls cancel a resting order",
-        "Step": f"{args.seconds:g} s per rate (+ 2 s warm-up); timeout {configs[0].timeout_s:g} s",
+        "Load generator": generator,
+        "Order mix": mix.describe(),
+        "Step": f"{args.seconds:g} s per rate (+ 2 s warm-up per target); timeout "
+        f"{configs[0].timeout_s:g} s; a rate not held is measured again "
+        f"{args.retries} time(s), the better counts; {args.refine} bisection round(s)",
+        "Order of the steps": order,
         "Engine": f"MOCKEX_ENGINE_BATCH_SIZE={args.engine_batch_size or 'default (500)'}; Kafka "
         "acks=all, linger 0 ms, one partition",
-        "Services": ", ".join(
-            ["engine", *(n for n in ("store", "stream") if n not in without)]
-            + [f"{args.gateways} gateway(s)"]
-            + (
-                [f"data_svc playing `{args.scenario}` (its bots trade throughout)"]
-                if args.scenario
-                else []
-            )
-        ),
+        "Services": ", ".join(services),
     }
     if extra_env:
         settings["Extra environment"] = ", ".join(f"`{name}={value}`" for name, value in extra_env)
@@ -1412,19 +2158,22 @@ def main(argv: list[str] | None = None) -> int:
         settings=settings,
         steps=steps,
         p99_ms=args.p99_ms,
-        best=best,
         profiled=profiled,
         profiles=profiles,
         threads=threads,
         floor=floor,
         scenario=args.scenario,
+        gateways=args.gateways,
+        shared_port=bench.shared_port,
     )
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "steps": [asdict(step) for step in steps],
-                    "best": best.offered if best else None,
+                    "best": {
+                        ladder: step.offered if step else None for ladder, step in best.items()
+                    },
                     "profiles": profiles,
                     "threads": threads,
                     "floor": floor,
@@ -1435,10 +2184,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         write_section(section, args.out, *section_markers(args.scenario))
         log(f"wrote {args.out}")
-    log(
-        f"highest rate held with p99 <= {args.p99_ms:g} ms: "
-        + (f"{best.offered:,}/s" if best else "none")
-    )
+    for ladder, step in best.items():
+        log(
+            f"{ladder}: highest rate held with p99 <= {args.p99_ms:g} ms: "
+            + (f"{step.offered:,}/s" if step else "none")
+        )
     return 0
 
 
