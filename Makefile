@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 FLOW ?=
 
 .PHONY: help setup setup-python setup-node setup-redis setup-kafka setup-postgres setup-chromium proto lint \
-	envoy-validate breaking test bench-engine require-flow bench run clean
+	envoy-validate breaking web web-test test bench-engine require-flow bench run clean
 
 help: ## list the targets
 	@echo "Mockex make targets:"
@@ -31,11 +31,11 @@ setup-postgres: ## PostgreSQL server binaries (Debian packages) for store_svc's 
 setup-python: ## .venv with requirements.txt and mockex (editable)
 	@scripts/setup-python.sh
 
-setup-node: node_modules/.package-lock.json ## buf, from the npm registry (package-lock.json)
+setup-node: node_modules/.package-lock.json ## buf and the web terminal's tools, from the npm registry (package-lock.json)
 
 # npm ci writes node_modules/.package-lock.json, so it runs again only when the lock changes.
 node_modules/.package-lock.json: package-lock.json
-	@echo "==> installing buf (npm ci)"
+	@echo "==> installing buf, Vite, TypeScript, protoc-gen-es, Vitest (npm ci)"
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -44,6 +44,29 @@ setup-redis: ## redis-server, from Debian's packages (apt-get)
 
 setup-kafka: ## Apache Kafka broker jars, from Maven Central, into var/kafka/libs
 	@scripts/install-kafka.sh
+
+# The web terminal (web/): TypeScript clients generated from proto/ by buf with protoc-gen-es
+# (buf.gen.yaml) into web/src/gen, then Vite's bundle into build/web, which the edge serves at /.
+# Both are git-ignored and rebuilt only when an input changed.
+WEB_GEN_STAMP := web/src/gen/.stamp
+WEB_SOURCES := $(shell find web -path web/src/gen -prune -o -type f -print) vite.config.ts \
+	tsconfig.json package-lock.json
+
+$(WEB_GEN_STAMP): $(shell find proto -name '*.proto') buf.gen.yaml node_modules/.package-lock.json | proto
+	@echo "==> TypeScript clients from proto/ (buf generate, protoc-gen-es) into web/src/gen"
+	@$(BUF) generate
+	@touch $@
+
+build/web/index.html: $(WEB_GEN_STAMP) $(WEB_SOURCES)
+	@echo "==> web terminal: tsc --noEmit, vite build into build/web"
+	@node_modules/.bin/tsc --noEmit -p tsconfig.json
+	@node_modules/.bin/vite build --logLevel warn
+
+web: build/web/index.html ## build the web terminal (web/) into build/web: generated clients, type check, Vite bundle
+
+web-test: $(WEB_GEN_STAMP) ## the web terminal's unit tests (Vitest)
+	@echo "==> vitest"
+	@node_modules/.bin/vitest run
 
 proto: setup-python ## generate Python into build/gen and build/proto/exchange.pb from proto/
 	@scripts/build-protos.sh
@@ -55,7 +78,7 @@ lint: proto setup-node envoy-validate ## ruff check, buf lint and the Envoy conf
 	@$(BUF) lint
 
 # The edge's config is a template (mockex/edge.py renders it); check what `make run` would start.
-envoy-validate: proto ## render envoy/envoy.yaml into build/edge and run envoy --mode validate on it
+envoy-validate: proto web ## render envoy/envoy.yaml into build/edge and run envoy --mode validate on it
 	@echo "==> envoy --mode validate (build/edge/envoy.yaml)"
 	@$(PY) -m mockex.edge --out build/edge >/dev/null
 	@.venv/bin/envoy --mode validate --config-path build/edge/envoy.yaml \
@@ -64,7 +87,7 @@ envoy-validate: proto ## render envoy/envoy.yaml into build/edge and run envoy -
 breaking: proto setup-node ## buf breaking: proto/ against the main branch
 	@scripts/buf-breaking.sh main
 
-test: setup proto lint ## set everything up, lint, then run every test (real servers included)
+test: setup proto lint web web-test ## set everything up, lint, then run every test (real servers included)
 	@echo "==> pytest"
 	@.venv/bin/pytest $(PYTEST_ARGS)
 
@@ -78,8 +101,8 @@ bench-engine: require-flow setup-python proto ## matching engine throughput on a
 bench: setup proto ## every benchmark (bench.run_all)
 	@$(PY) -m bench.run_all
 
-run: setup proto ## start the exchange (mockex.run): Redis, Kafka and the services; gRPC on 50051
+run: setup proto web ## start the exchange (mockex.run): Redis, Kafka and the services; gRPC on 50051
 	@$(PY) -m mockex.run
 
-clean: ## remove build/ (generated code); keeps .venv, var/ and node_modules
-	rm -rf build
+clean: ## remove build/ and web/src/gen (generated code); keeps .venv, var/ and node_modules
+	rm -rf build web/src/gen

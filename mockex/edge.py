@@ -11,12 +11,18 @@ what `response_body: "order"` says. So the edge gives Envoy a copy of the descri
 `response_body`, and two small Lua filters put it back: one marks the gRPC method, the other
 (envoy/rest_json.lua) lifts the field out of the JSON answer. That Lua filter also refuses
 unknown JSON body fields, which the transcoder drops silently (envoy#46623).
+
+The web terminal (web/, built by `make web` into build/web) is a handful of files: Envoy answers
+each one itself from memory (a direct response per file, read when Envoy loads this config), with
+its content type and cache headers, so no file server process is needed. Only the files of the
+build are served, at their exact paths: no directory listing, nothing outside build/web.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -31,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
 LUA_TEMPLATE_PATH = REPO_ROOT / "envoy" / "rest_json.lua"
 DESCRIPTOR_SET = REPO_ROOT / "build" / "proto" / "exchange.pb"
-WEB_PAGE = REPO_ROOT / "web" / "index.html"
+WEB_ROOT = REPO_ROOT / "build" / "web"
 DESCRIPTOR_FILE = "exchange-edge.pb"
 LUA_FILE = "rest_json.lua"
 
@@ -65,8 +71,143 @@ LOCAL_REPLY_CODES = {
 }
 """HTTP status of a reply Envoy makes itself -> the gRPC code number put in its JSON body."""
 
-WEB_PAGE_PATH_REGEX = r"^/(index\.html)?(\?.*)?$"
-"""The :path of the web terminal's routes (`/`, `/index.html`, with or without a query)."""
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+    ".txt": "text/plain; charset=utf-8",
+}
+"""Content type by file suffix; a built file of another kind is refused when rendering."""
+
+HASHED_ASSETS = "assets/"
+"""Vite puts a content hash in the names of the files under assets/: cached for a year."""
+
+WEB_SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    # Scripts and styles of this origin only (the bundle), API calls to this origin only.
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebFile:
+    """One file of the built web terminal, as the edge serves it."""
+
+    paths: tuple[str, ...]
+    """URL paths answered with it (index.html also at /)."""
+    source: Path
+    content_type: str
+    cache_control: str
+
+
+def web_files(root: Path, max_bytes: int) -> list[WebFile]:
+    """The files of the build under `root`, with how each is served; refuses a missing build,
+    an unknown kind of file and a file over `max_bytes` (Envoy would refuse the config)."""
+    if not (root / "index.html").is_file():
+        raise FileNotFoundError(f"{root / 'index.html'} is missing: run `make web`")
+    files = []
+    for source in sorted(path for path in root.rglob("*") if path.is_file()):
+        relative = source.relative_to(root).as_posix()
+        content_type = CONTENT_TYPES.get(source.suffix)
+        if content_type is None:
+            raise ValueError(f"{source}: no content type for {source.suffix!r} files")
+        if source.stat().st_size > max_bytes:
+            raise ValueError(
+                f"{source} is {source.stat().st_size} bytes, over max_web_file_bytes={max_bytes}"
+            )
+        if relative == "index.html":
+            paths, cache = ("/", "/index.html"), "no-cache"
+        elif relative.startswith(HASHED_ASSETS):
+            paths, cache = (f"/{relative}",), "public, max-age=31536000, immutable"
+        else:
+            paths, cache = (f"/{relative}",), "max-age=300"
+        files.append(WebFile(paths, source, content_type, cache))
+    return files
+
+
+NOT_API = {
+    name: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+    for name in ("envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.buffer")
+}
+"""A web file route's per-filter config: out of the API's transcoder and body buffering."""
+
+
+def web_routes(files: list[WebFile]) -> list[dict]:
+    """One direct-response route per URL path (exact path; the query string is ignored)."""
+    routes = []
+    for file in files:
+        headers = {"cache-control": file.cache_control, **WEB_SECURITY_HEADERS}
+        for path in file.paths:
+            routes.append(
+                {
+                    "match": {"path": path},
+                    "direct_response": {"status": 200, "body": {"filename": str(file.source)}},
+                    "response_headers_to_add": [
+                        {
+                            "header": {"key": key, "value": value},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                        for key, value in headers.items()
+                    ],
+                    "typed_per_filter_config": NOT_API,
+                }
+            )
+    return routes
+
+
+def web_mappers(files: list[WebFile]) -> list[dict]:
+    """Local-reply mappers that keep a web file's body as it is, with its content type.
+
+    A direct response is a local reply, so local_reply_config would wrap it in the JSON error
+    body; the body format's content type is what Envoy sends (a route header cannot override it).
+    One mapper per content type, matching a 200 on that type's paths, ahead of the error mappers.
+    """
+    paths_by_type: dict[str, list[str]] = {}
+    for file in files:
+        paths_by_type.setdefault(file.content_type, []).extend(file.paths)
+    mappers = []
+    for content_type, paths in sorted(paths_by_type.items()):
+        regex = "^(" + "|".join(re.escape(path) for path in sorted(paths)) + r")(\?.*)?$"
+        mappers.append(
+            {
+                "filter": {
+                    "and_filter": {
+                        "filters": [
+                            {
+                                "status_code_filter": {
+                                    "comparison": {
+                                        "op": "EQ",
+                                        "value": {
+                                            "default_value": 200,
+                                            "runtime_key": "mockex.edge.local_reply_200",
+                                        },
+                                    }
+                                }
+                            },
+                            {
+                                "header_filter": {
+                                    "header": {
+                                        "name": ":path",
+                                        "string_match": {"safe_regex": {"regex": regex}},
+                                    }
+                                }
+                            },
+                        ]
+                    }
+                },
+                "body_format_override": {
+                    "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                    "content_type": content_type,
+                },
+            }
+        )
+    return mappers
 
 
 def _origins_from_env() -> tuple[str, ...]:
@@ -81,11 +222,11 @@ class EdgeConfig:
     gateway_port: int = 50051
     stream_ws_port: int = 50055
     """stream_svc's WebSocket server, for /ws/... paths."""
-    web_page: Path = WEB_PAGE
-    """The web terminal, answered by Envoy itself at / and /index.html (read at start-up)."""
-    max_page_bytes: int = 256 * 1024
+    web_root: Path = WEB_ROOT
+    """The built web terminal (`make web`), answered by Envoy itself (read at start-up)."""
+    max_web_file_bytes: int = 2 * 1024 * 1024
     """Envoy's cap on a direct response body (max_direct_response_body_size_bytes; its default
-    is 4 KiB); rendering refuses a web_page larger than this."""
+    is 4 KiB); rendering refuses a built file larger than this."""
     listen_address: str = "0.0.0.0"
     descriptor_set: Path = DESCRIPTOR_SET
     """Built by `make proto`; the edge writes its own copy next to the rendered config."""
@@ -199,13 +340,7 @@ def render_lua(mapping: RestMapping) -> str:
 def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
     """envoy.yaml for `config`; it reads the descriptor set and the Lua file from `directory`."""
     origins = dict.fromkeys(config.own_origins() + config.cors_origins)
-    web_page = config.web_page.resolve()
-    page_bytes = web_page.stat().st_size
-    if page_bytes > config.max_page_bytes:
-        raise ValueError(
-            f"{web_page} is {page_bytes} bytes, over max_page_bytes={config.max_page_bytes} "
-            "(Envoy would refuse the config)"
-        )
+    files = web_files(config.web_root.resolve(), config.max_web_file_bytes)
     upstream_timeout = f"{config.upstream_timeout_seconds:g}s"
     unary_routes = [
         {
@@ -214,41 +349,7 @@ def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
         }
         for service in UNARY_SERVICES
     ]
-    # Envoy's direct response is a local reply too, so local_reply_config would wrap the web
-    # terminal's page in the JSON error body. This mapper, first, keeps it as it is, as HTML:
-    # the body format's content type is what Envoy sends (a route header cannot override it).
-    web_page_mapper = {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    {
-                        "status_code_filter": {
-                            "comparison": {
-                                "op": "EQ",
-                                "value": {
-                                    "default_value": 200,
-                                    "runtime_key": "mockex.edge.local_reply_200",
-                                },
-                            }
-                        }
-                    },
-                    {
-                        "header_filter": {
-                            "header": {
-                                "name": ":path",
-                                "string_match": {"safe_regex": {"regex": WEB_PAGE_PATH_REGEX}},
-                            }
-                        }
-                    },
-                ]
-            }
-        },
-        "body_format_override": {
-            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
-            "content_type": "text/html; charset=utf-8",
-        },
-    }
-    mappers = [web_page_mapper] + [
+    mappers = web_mappers(files) + [
         {
             "filter": {
                 "status_code_filter": {
@@ -272,8 +373,8 @@ def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
         "listen_address": config.listen_address,
         "gateway_port": config.gateway_port,
         "stream_ws_port": config.stream_ws_port,
-        "web_page": json.dumps(str(web_page)),
-        "max_page_bytes": config.max_page_bytes,
+        "max_web_file_bytes": config.max_web_file_bytes,
+        "web_routes": _yaml_list(web_routes(files), 24),
         "descriptor_set": json.dumps(str(directory / DESCRIPTOR_FILE)),
         "rest_json_lua": json.dumps(str(directory / LUA_FILE)),
         "response_body_fields": _lua_table(

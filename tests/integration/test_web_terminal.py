@@ -1,7 +1,9 @@
-"""The web terminal (web/index.html) in a real browser, through Envoy on the real stack.
+"""The web terminal (web/, built into build/web by `make web`) in a real browser, through Envoy on
+the real stack with the simulator's default market trading alongside.
 
 Chromium is Debian's (/usr/bin/chromium, `make setup-chromium`), driven by Playwright for Python;
-Playwright's own browser download is never used. Without Chromium the browser test is skipped.
+Playwright's own browser download is never used. Without Chromium the browser tests are skipped.
+Screenshots go to build/screenshots/web-terminal (git-ignored, like all of build/).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from playwright.sync_api import expect, sync_playwright
 
 from mockex import edge
 from mockex.stack import ExchangeStack
-from tests.integration.conftest import ADMIN_KEY
+from tests.integration.conftest import ADMIN_KEY, running_stack
 from tests.integration.test_rest_edge import Edge
 
-pytestmark = pytest.mark.integration
+# Two Chromium contexts beside the stack and its simulator on two cores: more than the default
+# per-test guard (which also covers the module's stack start in the first test).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,13 +36,26 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WAIT_MS = 15_000
-"""Longest wait for the page to show something (the store lags the engine; polls every 3 s)."""
+WAIT_MS = 20_000
+"""Longest wait for the page to show something (streams are live; the account is re-read after
+each order update, the leaderboard after its change events)."""
+SCREENSHOTS = edge.REPO_ROOT / "build" / "screenshots" / "web-terminal"
 
 
 @pytest.fixture(scope="module")
-def rest(exchange_stack: ExchangeStack) -> Edge:
-    return Edge(f"http://127.0.0.1:{exchange_stack.ports.edge}")
+def stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExchangeStack]:
+    """An exchange playing the default scenario, as `make run` starts it."""
+    with running_stack(
+        kafka_bootstrap, tmp_path_factory.mktemp("web"), {"MOCKEX_SCENARIO": "default"}
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def rest(stack: ExchangeStack) -> Edge:
+    return Edge(f"http://127.0.0.1:{stack.ports.edge}")
 
 
 def new_user(rest: Edge, positions: dict[str, int] | None = None) -> tuple[str, str]:
@@ -48,34 +65,53 @@ def new_user(rest: Edge, positions: dict[str, int] | None = None) -> tuple[str, 
     return user_id, rest.ok("POST", "/admin/users", body, ADMIN_KEY)["apiKey"]
 
 
+def money(amount: float) -> str:
+    return f"{amount:,.2f}"
+
+
 # ---- Served by Envoy itself ----
 
 
-def test_the_page_is_served_at_the_root_by_envoy(rest: Edge) -> None:
-    page = edge.WEB_PAGE.read_bytes()
+def test_the_build_is_served_at_the_root_with_types_and_cache_headers(rest: Edge) -> None:
+    index = (edge.WEB_ROOT / "index.html").read_bytes()
     for path in ("/", "/index.html", "/?symbol=ACME"):
         answer = rest.call("GET", path)
         assert answer.status == 200, path
         assert answer.headers["content-type"] == "text/html; charset=utf-8"
-        assert answer.headers["cache-control"] == "max-age=60"
-        assert "connect-src 'self'" in answer.headers["content-security-policy"]
-        assert answer.body == page, f"{path}: not web/index.html byte for byte"
-    # Self-contained: no URL of another origin anywhere in the page.
-    assert re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, re.IGNORECASE) is None
-    # Nothing else is served as a file: other paths are the API's 404.
-    assert rest.call("GET", "/assets/app.js").status == 404
+        assert answer.headers["cache-control"] == "no-cache"
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.body == index, f"{path}: not build/web/index.html byte for byte"
+    assets = re.findall(rb'(?:src|href)="(/assets/[^"]+)"', index)
+    kinds = {Path(asset.decode()).suffix for asset in assets}
+    assert kinds == {".js", ".css"}, assets
+    for asset in assets:
+        path = asset.decode()
+        answer = rest.call("GET", path)
+        assert answer.status == 200, path
+        assert answer.headers["content-type"] == edge.CONTENT_TYPES[Path(path).suffix]
+        assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert answer.body == (edge.WEB_ROOT / path.lstrip("/")).read_bytes()
+    # Only the build's files, at their exact paths: no listing, nothing else; the API's 404.
+    for path in ("/assets/", "/assets/app.js", "/src/main.ts", "/index.htm", "/build/web/"):
+        answer = rest.call("GET", path)
+        assert answer.status == 404, path
+        assert answer.body["code"] == 5, path
+    # The API on the same port is untouched.
+    assert rest.ok("GET", "/healthz") == {"status": "SERVING"}
 
 
-# ---- A participant in Chromium ----
+# ---- Participants in Chromium ----
 
 
 @pytest.fixture(scope="module")
-def browser(exchange_stack: ExchangeStack) -> Iterator:
+def browser(stack: ExchangeStack) -> Iterator:
     """Chromium, started after the stack: Playwright's sync API runs an asyncio loop of its own
     meanwhile, and the stack's start-up (asyncio.run) cannot run inside one."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: `make setup-chromium` installs Debian's chromium")
     expect.set_options(timeout=WAIT_MS)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -88,116 +124,200 @@ def browser(exchange_stack: ExchangeStack) -> Iterator:
 
 @pytest.fixture
 def console() -> list[str]:
-    """What the page reported: script errors, CSP violations, failed requests."""
+    """What the pages reported: script errors, CSP violations, failed requests."""
     return []
 
 
 @pytest.fixture
-def page(browser, console: list[str]) -> Iterator:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.on("pageerror", lambda error: console.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            console.append(f"console error: {message.text}") if message.type == "error" else None
-        ),
-    )
-    yield page
-    context.close()
+def open_page(browser, console: list[str], stack: ExchangeStack) -> Iterator:
+    """Opens the terminal in a browser context of its own (its own session storage)."""
+    contexts = []
+
+    def open_page(name: str):
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", lambda error: console.append(f"{name}: page error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                console.append(f"{name}: console {message.type}: {message.text}")
+                if message.type in ("error", "warning")
+                else None
+            ),
+        )
+        page.goto(f"http://127.0.0.1:{stack.ports.edge}/")
+        expect(page).to_have_title("Mockex terminal")
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
-def use_key(page, user_id: str, key: str) -> None:
+def sign_in(page, user_id: str, key: str, symbol: str) -> None:
+    expect(page.locator("#sign-in")).to_be_visible()
     page.fill("#api-key", key)
-    page.click("#use-key")
+    page.press("#api-key", "Enter")
     expect(page.locator("#user-id")).to_have_text(user_id)
+    page.locator(f"#symbols tr[data-symbol='{symbol}']").click()
+    expect(page.locator("#chart-symbol")).to_have_text(symbol)
+    expect(page.locator("#symbol-status")).to_have_text("OPEN")
+    expect(page.locator("#feed-status")).to_have_text("live")
 
 
-def place(page, side: str, order_type: str, quantity: int, price: float | None, tif: str) -> None:
-    page.locator("label", has=page.locator(f"#side-{side.lower()}")).click()
+def ticket(page, side: str, quantity: int, price: float | None, order_type: str = "LIMIT") -> None:
+    """Fills the ticket with the keyboard for the side, then sends it with Enter."""
     page.select_option("#order-type", order_type)
     page.fill("#quantity", str(quantity))
     if price is not None:
         page.fill("#price", str(price))
-    page.select_option("#tif", tif)
-    page.click("#place")
+    page.press("#quantity", side[0].lower())  # B or S: the side, typed anywhere
+    expect(page.locator(f"#side-{side.lower()}")).to_have_attribute("aria-pressed", "true")
+    page.press("#quantity", "Enter")
 
 
-def test_a_participant_trades_through_the_page(
-    page, console: list[str], rest: Edge, exchange_stack: ExchangeStack, tmp_path: Path
+def level(page, side: str, price: str):
+    return page.locator(f"#ladder tr.level[data-side='{side}'][data-price='{price}']")
+
+
+def test_two_participants_trade_with_each_other_on_live_streams(
+    open_page, console: list[str], rest: Edge, stack: ExchangeStack
 ) -> None:
-    symbol = rest.add_symbol()
-    seller_id, seller_key = new_user(rest, positions={symbol: 100})
+    symbol = rest.add_symbol(tick_size=0.05, reference_price=100.0)
     buyer_id, buyer_key = new_user(rest)
-    page.goto(f"http://127.0.0.1:{exchange_stack.ports.edge}/")
-    expect(page).to_have_title("Mockex terminal")
+    seller_id, seller_key = new_user(rest, positions={symbol: 100})
+    buyer = open_page("buyer")
+    seller = open_page("seller")
+    sign_in(buyer, buyer_id, buyer_key, symbol)
+    sign_in(seller, seller_id, seller_key, symbol)
+    expect(seller.locator(f"#positions tr[data-symbol='{symbol}'] .quantity")).to_have_text("100")
+    expect(buyer.locator("#cash")).to_have_text("1,000,000.00")
+    expect(buyer.locator("#ticket-rules")).to_have_text(f"{symbol}: tick 0.05, lot 1")
 
-    # The key, then the symbol (the page lists them from GET /market/symbols).
-    use_key(page, seller_id, seller_key)
-    expect(page.locator(f"#symbol option[value='{symbol}']")).to_have_count(1)
-    page.select_option("#symbol", symbol)
-    expect(page.locator("#book-symbol")).to_have_text(symbol)
-    expect(page.locator("#symbol-status")).to_have_text("OPEN")
-    expect(page.locator("#feed-status")).to_have_text("live")  # /ws/marketdata through Envoy
-    expect(page.locator(f"#positions tr[data-symbol='{symbol}'] .quantity")).to_have_text("100")
-    expect(page.locator("#cash")).to_have_text("1,000,000.00")
+    # Off the tick: refused at the field before anything is sent.
+    ticket(buyer, "BUY", 10, 101.27)
+    expect(buyer.locator("#price-error")).to_have_text(
+        "price: a whole number of ticks of 0.05 (e.g. 101.25 or 101.30)"
+    )
+    expect(buyer.locator("#price")).to_have_attribute("aria-invalid", "true")
+    expect(buyer.locator("#ticket-result")).to_have_attribute("data-status", "INVALID")
+    buyer.press("#price", "Escape")
+    expect(buyer.locator("#price")).to_have_value("")
+    expect(buyer.locator("#price-error")).to_have_text("")
 
-    # A resting SELL LIMIT, placed from the page: its answer, the book, the open orders.
-    place(page, "SELL", "LIMIT", 10, 101.25, "GFD")
-    expect(page.locator("#order-result")).to_have_attribute("data-status", "NEW")
-    expect(page.locator("#order-status")).to_have_text("NEW")
-    order_id = page.locator("#order-id").inner_text()
+    # The buyer rests a bid; both ladders show it, the buyer's marked as its own.
+    ticket(buyer, "BUY", 10, 101.25)
+    expect(buyer.locator("#ticket-result")).to_have_attribute("data-status", "NEW")
+    order_id = buyer.locator("#ticket-result").get_attribute("data-order-id")
     assert order_id
-    ask = page.locator("#book-asks tr.level[data-price='101.25']")
-    expect(ask.locator(".quantity")).to_have_text("10")
-    expect(page.locator("#book-bids tr.empty")).to_have_text("no bids")
-    row = page.locator(f"#open-orders tr[data-order-id='{order_id}']")
+    row = buyer.locator(f"#open-orders tr[data-order-id='{order_id}']")
     expect(row.locator(".status")).to_have_text("NEW")
-    expect(row.locator(".quantity")).to_have_text("10")
+    expect(row.locator(".price")).to_have_text("101.25")
+    expect(level(buyer, "bid", "101.25").locator(".quantity")).to_have_text("10")
+    expect(level(buyer, "bid", "101.25").locator(".mine")).to_have_text(["10", ""])
+    expect(level(seller, "bid", "101.25").locator(".quantity")).to_have_text("10")
+    expect(level(seller, "bid", "101.25").locator(".mine")).to_have_text(["", ""])
+    expect(buyer.locator("#reserved")).not_to_have_text("0.00")
+    expect(seller.locator("#open-orders tr.empty")).to_have_text("no open orders")
 
-    # Another participant crosses it over REST: the page shows the fill.
-    taker = rest.place(buyer_key, symbol, "BUY", 4, 101.25, timeInForce="IOC")
-    assert taker["status"] == "FILLED", taker
-    expect(ask.locator(".quantity")).to_have_text("6")
-    expect(page.locator("#trades-body tr").first).to_contain_text("101.25")
-    expect(page.locator("#trades-body tr").first).to_contain_text("4")
+    # The seller takes the price from the ladder (a click) and sells 4 into the bid.
+    level(seller, "bid", "101.25").click()
+    expect(seller.locator("#price")).to_have_value("101.25")
+    ticket(seller, "SELL", 4, None)
+    expect(seller.locator("#ticket-result")).to_have_attribute("data-status", "FILLED")
+    expect(seller.locator("#ticket-result")).to_contain_text("filled 4 @ 101.25")
+
+    # Both see the trade on the tape, the book and their own orders and positions change.
+    for page in (buyer, seller):
+        first = page.locator("#tape tbody tr").first
+        expect(first.locator(".price")).to_have_text("101.25")
+        expect(first.locator(".quantity")).to_have_text("4")
+        expect(level(page, "bid", "101.25").locator(".quantity")).to_have_text("6")
+        expect(page.locator(f"#symbols tr[data-symbol='{symbol}'] .last")).to_have_text("101.25")
+        expect(page.locator(f"#symbols tr[data-symbol='{symbol}'] .change")).to_have_text("+1.25%")
     expect(row.locator(".status")).to_have_text("PARTIALLY_FILLED")
     expect(row.locator(".filled")).to_have_text("4")
-    expect(page.locator(f"#positions tr[data-symbol='{symbol}'] .quantity")).to_have_text("96")
-    expect(page.locator("#cash")).to_have_text("1,000,405.00")
-    page.screenshot(path=str(tmp_path / "web-terminal.png"), full_page=True)
+    expect(buyer.locator(f"#positions tr[data-symbol='{symbol}'] .quantity")).to_have_text("4")
+    expect(seller.locator(f"#positions tr[data-symbol='{symbol}'] .quantity")).to_have_text("96")
+    for page, key in ((buyer, buyer_key), (seller, seller_key)):
+        account = rest.ok("GET", "/account", key=key)
+        expect(page.locator("#cash")).to_have_text(money(account["cash"]))
+    # The chart has drawn (canvas), and the leaderboard lists both without a reload.
+    assert buyer.locator("#chart canvas").count() > 0
+    for page in (buyer, seller):
+        for user_id in (buyer_id, seller_id):
+            expect(page.locator(f"#leaderboard tr[data-user-id='{user_id}']")).to_have_count(1)
+    expect(buyer.locator(f"#leaderboard tr.me[data-user-id='{buyer_id}']")).to_have_count(1)
+    buyer.screenshot(path=str(SCREENSHOTS / "buyer.png"), full_page=True)
+    seller.screenshot(path=str(SCREENSHOTS / "seller.png"), full_page=True)
 
-    # The buyer on the same page: a MARKET order that fills against the rest of the SELL.
-    use_key(page, buyer_id, buyer_key)
-    expect(page.locator(f"#positions tr[data-symbol='{symbol}'] .quantity")).to_have_text("4")
-    place(page, "BUY", "MARKET", 2, None, "IOC")
-    expect(page.locator("#order-status")).to_have_text("FILLED")
-    expect(page.locator("#order-fills li")).to_have_count(1)
-    expect(page.locator("#order-fills li")).to_contain_text("2 @ 101.25")
-    expect(ask.locator(".quantity")).to_have_text("4")
-    expect(page.locator(f"#positions tr[data-symbol='{symbol}'] .quantity")).to_have_text("6")
-
-    # A price off the tick: the API's error message, as the page shows it.
-    place(page, "BUY", "LIMIT", 1, 101.255, "GFD")
-    expect(page.locator("#order-result")).to_have_attribute("data-status", "ERROR")
-    expect(page.locator("#order-error")).to_contain_text("ticks")
-    expect(page.locator("#order-error")).to_contain_text("HTTP 400, code 3")
-    expect(page.locator("#open-orders tr.empty")).to_have_text("no open orders")
-
-    # Back to the seller, who cancels what is left from the open orders table.
-    use_key(page, seller_id, seller_key)
-    expect(row.locator(".filled")).to_have_text("6")
+    # A second bid, then cancel one from its row and the rest with cancel-all.
+    ticket(buyer, "BUY", 3, 100.5)
+    expect(buyer.locator("#open-orders tbody tr")).to_have_count(2)
     row.locator("button.cancel").click()
-    expect(page.locator("#order-status")).to_have_text("CANCELLED")
-    expect(page.locator("#order-id")).to_have_text(order_id)
     expect(row).to_have_count(0)
-    expect(page.locator("#open-orders tr.empty")).to_have_text("no open orders")
-    expect(page.locator("#book-asks tr.empty")).to_have_text("no asks")
-    assert rest.ok("GET", f"/order/status/{order_id}", key=seller_key)["status"] == "CANCELLED"
+    expect(level(seller, "bid", "101.25")).to_have_count(0)
+    buyer.click("#cancel-all")
+    expect(buyer.locator("#open-orders tr.empty")).to_have_text("no open orders")
+    expect(buyer.locator("#ticket-result")).to_have_text("cancelled 1 order")
+    expect(seller.locator("#ladder tbody")).to_contain_text("no bids")
+    assert rest.ok("GET", f"/order/status/{order_id}", key=buyer_key)["status"] == "CANCELLED"
 
-    # The one failed request is the order refused above: no script error, no CSP violation.
-    assert console == [
-        "console error: Failed to load resource: the server responded with a status of 400 "
-        "(Bad Request)"
-    ]
+    # Signed in for this tab only: a reload keeps the session, signing out forgets the key.
+    buyer.reload()
+    expect(buyer.locator("#user-id")).to_have_text(buyer_id)
+    buyer.click("#sign-out")
+    expect(buyer.locator("#sign-in")).to_be_visible()
+    assert buyer.evaluate("sessionStorage.getItem('mockex.apiKey')") is None
+
+    assert console == []
+
+
+def test_a_halt_and_news_show_as_exchange_events(open_page, console: list[str], rest: Edge) -> None:
+    symbol = rest.add_symbol()
+    user_id, key = new_user(rest)
+    page = open_page("participant")
+    sign_in(page, user_id, key, symbol)
+    expect(page.locator("#round")).not_to_have_text("–")
+    expect(page.locator("#countdown")).to_have_text(re.compile(r"^\d+:\d\d(:\d\d)?$"))
+    rest.ok("POST", "/admin/market/halt", {"symbol": symbol}, ADMIN_KEY)
+    expect(page.locator("#symbol-status")).to_have_text("HALTED")
+    expect(page.locator(f"#symbols tr[data-symbol='{symbol}'] .change")).to_have_text("HALTED")
+    expect(page.locator("#events li.TRADING_HALTED")).to_have_count(1)
+    headline = f"Web test news {uuid.uuid4().hex[:6]}"
+    rest.ok("POST", "/admin/news", {"headline": headline, "symbols": [symbol]}, ADMIN_KEY)
+    expect(page.locator("#events li.NEWS", has_text=headline)).to_have_count(1)
+    rest.ok("POST", "/admin/market/resume", {"symbol": symbol}, ADMIN_KEY)
+    expect(page.locator("#symbol-status")).to_have_text("OPEN")
+    page.screenshot(path=str(SCREENSHOTS / "events.png"), full_page=True)
+    assert console == []
+
+
+def test_the_page_reconnects_and_resyncs_after_the_stream_service_restarts(
+    open_page, console: list[str], rest: Edge, stack: ExchangeStack
+) -> None:
+    symbol = rest.add_symbol()
+    user_id, key = new_user(rest)
+    page = open_page("participant")
+    sign_in(page, user_id, key, symbol)
+    expect(page.locator("#banner")).to_be_hidden()
+
+    stack.processes["stream"].stop()
+    expect(page.locator("#banner")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "disconnected.png"), full_page=True)
+    # What happens while the page is away reaches it from the snapshot of the new stream.
+    rest.place(key, symbol, "BUY", 7, 99.5)
+    stack.start_service("stream")
+    expect(page.locator("#banner")).to_be_hidden()
+    expect(page.locator("#feed-status")).to_have_text("live")
+    expect(level(page, "bid", "99.5").locator(".quantity")).to_have_text("7")
+    expect(level(page, "bid", "99.5").locator(".mine")).to_have_text(["7", ""])
+    book = rest.ok("GET", f"/market/orderbook/{symbol}")
+    shown = page.locator("#ladder tr.level[data-side='bid']")
+    assert [
+        float(price) for price in shown.evaluate_all("rows => rows.map(r => r.dataset.price)")
+    ] == [entry["price"] for entry in book["bids"]]
+    # The browser logs the failed stream requests while the service was away; nothing else.
+    assert all("net::ERR" in line or "Failed to load" in line for line in console), console
