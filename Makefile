@@ -71,7 +71,7 @@ web-test: $(WEB_GEN_STAMP) ## the web terminal's unit tests (Vitest)
 proto: setup-python ## generate Python into build/gen and build/proto/exchange.pb from proto/
 	@scripts/build-protos.sh
 
-lint: proto setup-node envoy-validate ## ruff check, buf lint and the Envoy config check
+lint: proto setup-node envoy-validate lint-deploy ## ruff check, buf lint, the Envoy config check, the deploy checks
 	@echo "==> ruff check"
 	@.venv/bin/ruff check .
 	@echo "==> buf lint"
@@ -83,6 +83,30 @@ envoy-validate: proto web ## render envoy/envoy.yaml into build/edge and run env
 	@$(PY) -m mockex.edge --out build/edge >/dev/null
 	@.venv/bin/envoy --mode validate --config-path build/edge/envoy.yaml \
 		--disable-hot-restart --log-level warn
+
+# Deployment (docs/deployment.md): the image (Dockerfile), deploy/compose.yaml and the Helm chart
+# helm/mockex. Envoy's config for them is mockex.edge's, rendered by mockex.render_edge for the
+# containers' host names: into build/deploy/edge-compose (mounted by compose) and into
+# helm/mockex/files/edge (the chart's ConfigMap; placeholders the chart fills with its Services).
+.PHONY: setup-helm deploy-edge compose-secrets compose-config lint-deploy
+
+setup-helm: ## helm, built with go install from the Go module proxy into var/tools/bin
+	@scripts/install-helm.sh
+
+deploy-edge: proto web ## render Envoy's config for compose (build/deploy/edge-compose) and the chart (helm/mockex/files/edge)
+	@echo "==> Envoy config for compose and the chart (mockex.render_edge)"
+	@$(PY) -m mockex.render_edge --out build/deploy/edge-compose \
+		--gateway gateway:50051 --stream-ws stream:50055 >/dev/null
+	@$(PY) -m mockex.render_edge --out helm/mockex/files/edge \
+		--gateway MOCKEX-GATEWAY-PODS:50051 --stream-ws MOCKEX-STREAM-PODS:50055 >/dev/null
+
+compose-secrets: ## random admin key and passwords in deploy/secrets/ for compose (kept if present)
+	@scripts/compose-secrets.sh
+
+compose-config: compose-secrets deploy-edge ## everything `docker compose -f deploy/compose.yaml up` needs besides the image
+
+lint-deploy: setup-python setup-helm deploy-edge ## hadolint, compose schema, helm lint/template, kubernetes-validate, envoy validate
+	@scripts/lint-deploy.sh
 
 breaking: proto setup-node ## buf breaking: proto/ against the main branch
 	@scripts/buf-breaking.sh main
