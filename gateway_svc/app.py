@@ -83,6 +83,8 @@ class GatewayApp:
             servicer.SERVICE_NAMES,
             interceptors=[interceptor],
             serving=False,
+            share_port=self.config.share_port,
+            process_address=self.config.process_address,
         )
         self._readiness = asyncio.create_task(self._report_readiness(), name="gateway-readiness")
         host = self.config.grpc_address.rsplit(":", 1)[0]

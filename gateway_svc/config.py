@@ -52,6 +52,20 @@ class GatewayConfig:
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     """Peers whose x-forwarded-for names the client's address (the edge's Envoy); from any
     other peer the header is ignored."""
+    processes: int = 1
+    """Gateway processes serving grpc_address together; more than one share the port
+    (SO_REUSEPORT), and the kernel spreads connections among them."""
+    process_address: str = ""
+    """This process's own address beside the shared port (mockex.stack gives one to each
+    process of a group): health checks reach it and no other; "" for none."""
+
+    def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ValueError(f"MOCKEX_GATEWAY_PROCESSES={self.processes} must be at least 1")
+
+    @property
+    def share_port(self) -> bool:
+        return self.processes > 1
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -81,4 +95,6 @@ class GatewayConfig:
                 for host in env_str("MOCKEX_TRUSTED_PROXIES", "127.0.0.1,::1").split(",")
                 if host.strip()
             ),
+            processes=env_int("MOCKEX_GATEWAY_PROCESSES", 1),
+            process_address=env_str("MOCKEX_GATEWAY_PROCESS_ADDRESS", ""),
         )

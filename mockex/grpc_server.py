@@ -118,14 +118,22 @@ async def start_grpc_server(
     service_names: Iterable[str],
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     serving: bool = True,
+    share_port: bool = False,
+    process_address: str = "",
 ) -> GrpcServer:
     """Bind `address` (port 0 picks a free one), register our servicers, start; liveness is
     SERVING at once, readiness as `serving` says (a service that must first reach its
-    dependencies starts NOT_SERVING and calls set_serving later)."""
+    dependencies starts NOT_SERVING and calls set_serving later).
+
+    grpc turns SO_REUSEPORT on by default, which lets a second process (an earlier run, a test
+    of another stack) bind the same port and silently take half the connections; so it stays
+    off unless `share_port` says that several processes of one service serve this port. Such a
+    process also listens on `process_address` (a path `unix:...`, or host:port), its own, so
+    that its health check reaches that very process and not whichever the kernel picks."""
     server = grpc.aio.server(
         interceptors=[UndecodableRequestInterceptor(), *interceptors],
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if share_port else 0),
             ("grpc.max_receive_message_length", 4 * 1024 * 1024),
         ],
     )
@@ -144,6 +152,8 @@ async def start_grpc_server(
     port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC server to {address}")
+    if process_address and server.add_insecure_port(process_address) == 0:
+        raise RuntimeError(f"could not bind gRPC server to {process_address}")
     await server.start()
     started = GrpcServer(server, port, health_servicer)
     await health_servicer.set(LIVENESS, _status(True))

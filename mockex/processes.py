@@ -297,8 +297,15 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
 
 
 def port_holder(port: int) -> int | None:
-    """The pid of the process listening on TCP `port` on this machine, found through /proc
+    """The pid of a process listening on TCP `port` on this machine, found through /proc
     (None when /proc does not tell, e.g. another user's process without root)."""
+    holders = port_holders(port)
+    return min(holders) if holders else None
+
+
+def port_holders(port: int) -> set[int]:
+    """Every process listening on TCP `port` (several with SO_REUSEPORT), as far as /proc
+    tells."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -310,18 +317,20 @@ def port_holder(port: int) -> int | None:
             # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket's inode.
             if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
                 inodes.add(f"socket:[{fields[9]}]")
+    holders: set[int] = set()
     if not inodes:
-        return None
+        return holders
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             for fd in (entry / "fd").iterdir():
                 if os.readlink(fd) in inodes:
-                    return int(entry.name)
+                    holders.add(int(entry.name))
+                    break
         except OSError:
             continue
-    return None
+    return holders
 
 
 REDIS_CONFIG_FILE = "redis.conf"

@@ -27,7 +27,7 @@ from mockex import processes
 from mockex.auth import new_api_key
 from mockex.private import PRIVATE_UMASK, kept_secret, new_password, open_private
 from mockex.settings import PORTS, shown_url
-from mockex.stack import SERVICES, ExchangeStack, StackPorts
+from mockex.stack import SERVICES, ExchangeStack, StackPorts, group_sizes_from_env
 from mockex.supervisor import Supervisor, say
 
 DEFAULT_SCENARIO = "default"
@@ -185,8 +185,10 @@ def start_all(stack: ExchangeStack) -> None:
     print("==> starting Redis and Kafka", flush=True)
     stack.start_infrastructure()
     for name in SERVICES:
-        print(f"==> starting {name}_svc", flush=True)
-        stack.start_service(name)
+        for child in stack.members(name):
+            which = f" ({child})" if child != name else ""
+            print(f"==> starting {name}_svc{which}", flush=True)
+            stack.start_service(child)
     print("==> starting the edge (Envoy)", flush=True)
     stack.start_edge()
     key = stack.admin_key
@@ -196,7 +198,7 @@ def start_all(stack: ExchangeStack) -> None:
 Mockex is up ({time.monotonic() - started:.1f}s).
   REST/gRPC-Web: http://localhost:{ports.edge}
   web terminal:  http://localhost:{ports.edge}/
-  gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}
+  gRPC (all services, reflection on): 127.0.0.1:{ports.gateway}{processes_note(stack)}
   admin key (x-api-key):               {key}
   simulator: {scenario}
   Redis {shown_url(stack.redis_url)}   Kafka {stack.kafka_bootstrap}   data {stack.data_dir}
@@ -208,6 +210,14 @@ Ctrl-C stops everything.
     )
 
 
+def processes_note(stack: ExchangeStack) -> str:
+    """What the banner says of services that run as several processes sharing their ports."""
+    groups = [
+        f"{stack.group_size(name)} {name}_svc" for name in SERVICES if stack.group_size(name) > 1
+    ]
+    return f"  ({', '.join(groups)} processes sharing their ports)" if groups else ""
+
+
 def main() -> None:
     # A killed `make` (our parent) stops us, and we stop the children.
     processes.set_death_signal(signal.SIGTERM)
@@ -217,6 +227,7 @@ def main() -> None:
     data_dir = data_directory()
     try:
         ports = StackPorts.from_env()
+        group_sizes = group_sizes_from_env()
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     stack = ExchangeStack(
@@ -224,6 +235,7 @@ def main() -> None:
         admin_key="",
         ports=ports,
         scenario=os.environ.get("MOCKEX_SCENARIO", DEFAULT_SCENARIO),
+        group_sizes=group_sizes,
     )
     lock = lock_data_dir(data_dir, stack.run_dir)
     supervisor = Supervisor(stack)

@@ -24,6 +24,30 @@ from mockex.settings import PORTS, redis_url_for
 
 SERVICES = ("engine", "store", "stream", "gateway", "data")
 """In start order: data_svc (the simulator) trades through the gateway."""
+GROUP_VARIABLES = {"gateway": "MOCKEX_GATEWAY_PROCESSES", "stream": "MOCKEX_STREAM_PROCESSES"}
+"""Services that may run as several processes sharing their ports (SO_REUSEPORT), and the
+variable that says how many (1, the default: one process, its port not shareable)."""
+SHARED_PORTS = {"gateway": ("gateway",), "stream": ("stream", "stream_ws")}
+"""The StackPorts a group's processes share."""
+MAX_SOCKET_PATH = 100
+"""A Unix socket path longer than this (Linux allows 107 bytes) becomes a loopback port."""
+
+
+def group_sizes_from_env() -> dict[str, int]:
+    """Processes per service from MOCKEX_GATEWAY_PROCESSES and MOCKEX_STREAM_PROCESSES."""
+    sizes = {}
+    for name, variable in GROUP_VARIABLES.items():
+        size = settings.env_int(variable, 1)
+        if size < 1:
+            raise ValueError(f"{variable}={size} must be at least 1")
+        sizes[name] = size
+    return sizes
+
+
+def service_of(child: str) -> str:
+    """The service a child runs: `gateway-2`, the second gateway process, runs `gateway`."""
+    service, _, number = child.rpartition("-")
+    return service if service in GROUP_VARIABLES and number.isdigit() else child
 
 
 @dataclass
@@ -73,6 +97,10 @@ class ExchangeStack:
     redis_password: str = field(default_factory=new_password, repr=False)
     """What Redis requires of every client (make run keeps it in <data>/redis-password); the
     same for a restarted Redis, so the services' URLs stay valid."""
+    group_sizes: dict[str, int] = field(default_factory=dict)
+    """Processes per service of GROUP_VARIABLES (absent: 1). With more than one, the service's
+    processes (`gateway`, `gateway-2`, ...) share its ports, each is health-checked on an
+    address of its own and restarted on its own (mockex.supervisor)."""
 
     def __post_init__(self) -> None:
         private_dir(self.data_dir)
@@ -118,8 +146,43 @@ class ExchangeStack:
             "MOCKEX_DATA_ADDRESS": f"127.0.0.1:{ports.data}",
             "MOCKEX_GATEWAY_ADDRESS": f"127.0.0.1:{ports.gateway}",
             "MOCKEX_SCENARIO": self.scenario,
+            **{variable: str(self.group_size(name)) for name, variable in GROUP_VARIABLES.items()},
             **self.extra_env,
         }
+
+    def group_size(self, service: str) -> int:
+        return self.group_sizes.get(service, 1)
+
+    def members(self, service: str) -> list[str]:
+        """The children that run `service`, in start order: `gateway`, `gateway-2`, ..."""
+        return [service, *(f"{service}-{n}" for n in range(2, self.group_size(service) + 1))]
+
+    def process_address(self, child: str) -> str:
+        """A gRPC address for `child` to listen on alone, beside its group's shared port: a
+        Unix socket in run_dir (a loopback port when that path is too long)."""
+        path = self.run_dir / f"{child}.sock"
+        if len(str(path)) <= MAX_SOCKET_PATH:
+            path.unlink(missing_ok=True)  # left by a killed predecessor: the bind would fail
+            return f"unix:{path}"
+        return f"127.0.0.1:{processes.free_port()}"
+
+    def check_shared_ports(self, service: str) -> None:
+        """A process of another exchange (or anything else with SO_REUSEPORT) listening on a
+        group's port would silently take part of its connections: refuse to start beside it."""
+        ours = {
+            process.pid
+            for child, process in self.processes.items()
+            if service_of(child) == service and process.alive()
+        }
+        for port_name in SHARED_PORTS[service]:
+            port = getattr(self.ports, port_name)
+            for holder in sorted(processes.port_holders(port) - ours):
+                command = processes.process_command(holder) or "?"
+                raise RuntimeError(
+                    f"port {port} ({PORTS[port_name].variable}) is also served by pid {holder} "
+                    f"({command[:80]}), not a process of this exchange: stop it or set "
+                    f"{PORTS[port_name].variable}"
+                )
 
     @property
     def run_dir(self) -> Path:
@@ -159,15 +222,20 @@ class ExchangeStack:
     def start_service(
         self, name: str, timeout: float = 60, ready: bool = True
     ) -> processes.ManagedProcess:
-        """One of SERVICES; returns once its gRPC health check answers SERVING: readiness (its
-        dependencies answer) or, with `ready` False, liveness (the process is up), which a
-        restart during an outage waits for: the service then heals by itself."""
-        process = processes.service_process(
-            name, f"{name}_svc", self.service_env(), self.data_dir / "logs"
-        )
-        port = getattr(self.ports, name)
+        """One of SERVICES, or one process of a group (`gateway-2`, see members); returns once
+        its gRPC health check answers SERVING: readiness (its dependencies answer) or, with
+        `ready` False, liveness (the process is up), which a restart during an outage waits
+        for: the service then heals by itself."""
+        service = service_of(name)
+        env = self.service_env()
+        target: int | str = getattr(self.ports, service)
+        if self.group_size(service) > 1:
+            self.check_shared_ports(service)
+            target = self.process_address(name)
+            env[f"MOCKEX_{service.upper()}_PROCESS_ADDRESS"] = target
+        process = processes.service_process(name, f"{service}_svc", env, self.data_dir / "logs")
         check = "" if ready else LIVENESS
-        return self._launch(process, lambda: wait_serving(process, port, timeout, check))
+        return self._launch(process, lambda: wait_serving(process, target, timeout, check))
 
     def edge_config(self) -> edge.EdgeConfig:
         env = {**os.environ, **self.service_env()}  # what the gateway process sees
@@ -190,23 +258,31 @@ class ExchangeStack:
 
     def start_services(self) -> None:
         for name in SERVICES:
-            self.start_service(name)
+            for child in self.members(name):
+                self.start_service(child)
         self.start_edge()
 
     def stop(self) -> None:
         """The edge and the services first, Redis and Kafka last (whatever order a restart left
         them in), so each service stops cleanly while its dependencies still answer."""
         order = ["edge", *reversed(SERVICES), "kafka", "redis"]
-        for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else -1):
+
+        def position(child: str) -> int:
+            service = service_of(child)
+            return order.index(service) if service in order else -1
+
+        for name in sorted(self.processes, key=position):
             self.processes.pop(name).stop()
 
 
 def wait_serving(
-    process: processes.ManagedProcess, port: int, timeout: float, service: str = ""
+    process: processes.ManagedProcess, port: int | str, timeout: float, service: str = ""
 ) -> None:
-    """Until the process's standard gRPC health check of `service` answers SERVING."""
+    """Until the process's standard gRPC health check of `service` answers SERVING; `port` is
+    a loopback port or a gRPC address (process_address)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    target = f"127.0.0.1:{port}" if isinstance(port, int) else port
+    with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if not process.alive():

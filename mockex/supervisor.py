@@ -4,7 +4,9 @@
 has a watcher thread: it waits for the child to exit, waits out the backoff, then starts it
 again with the stack's own start method (same data directory, same ports), which returns once
 the child is healthy. A slow or failing restart holds up only its own watcher; a restart that
-fails counts as another death and backs off further.
+fails counts as another death and backs off further. Each process of a group that shares a port
+(`gateway`, `gateway-2`: ExchangeStack.group_sizes) is a child of its own: while one restarts,
+the others keep serving the port.
 
 A restarted child is forked by its watcher thread, and PR_SET_PDEATHSIG (mockex.processes)
 fires when the forking *thread* ends: so watchers live until stop() has stopped the children
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mockex.processes import ManagedProcess
-from mockex.stack import SERVICES, ExchangeStack
+from mockex.stack import SERVICES, ExchangeStack, service_of
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ class Supervisor:
 
     def starter(self, name: str) -> Callable[[], ManagedProcess] | None:
         """The stack's start method for the child `name`; None for children it cannot start."""
-        if name in SERVICES:
+        if service_of(name) in SERVICES:
             # Up is enough: a service restarted while a dependency is still away heals by itself.
+            # A process of a group (gateway-2) comes back on its own while the others serve.
             return lambda: self.stack.start_service(name, ready=False)
         return {
             "redis": self.stack.start_redis,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,14 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mockex import names, processes
+from mockex.grpc_server import start_grpc_server
 from mockex.processes import ManagedProcess
 from mockex.settings import PORTS
-from mockex.stack import ExchangeStack, StackPorts
+from mockex.stack import ExchangeStack, StackPorts, group_sizes_from_env, service_of
 from mockex.supervisor import Backoff, Supervisor
+from tests.integration.exchange_client import Exchange, Participant
+from tests.integration.test_crash import wait_engine_drained
+from tests.integration.test_order_path import read_log
 
 pytestmark = pytest.mark.integration
 
@@ -364,3 +370,214 @@ def test_supervisor_backs_off_a_restart_that_fails_and_stops_its_children(
         supervisor.stop()
     assert not restarted.alive()
     assert not (tmp_path / "run" / "engine.pid").exists()
+
+
+def connections_of(pid: int, port: int) -> int:
+    """Established TCP connections that process `pid` accepted on `port`, from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            # state 01 is ESTABLISHED; the local address is the server's side.
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd) in inodes
+        except OSError:
+            continue
+    return count
+
+
+def own_channel(port: int, index: int) -> grpc.aio.Channel:
+    """A channel with a TCP connection of its own (channels with equal arguments share one)."""
+    return grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1), ("test.n", index)]
+    )
+
+
+async def place_steadily(
+    trader: Participant, symbol: str, acknowledged: list[str], stop: asyncio.Event, seed: int
+) -> None:
+    """Orders one after another, a little apart; ids of the acknowledged ones. A call the
+    killed gateway took down with it is unanswered, and not retried (it is not an order the
+    participant was told about)."""
+    rng = random.Random(seed)
+    while not stop.is_set():
+        try:
+            side = rng.choice(("BUY", "SELL"))
+            tif = rng.choice(("IOC", "GFD"))
+            price = round(rng.randint(95, 105) * 0.5, 2)
+            order = await trader.place(symbol, side, rng.randint(1, 5), price, tif=tif)
+            acknowledged.append(order.order_id)
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def two_gateways(kafka_bootstrap: str, tmp_path: Path) -> Iterator[ExchangeStack]:
+    """The engine, store, stream and two gateway processes sharing one port (no simulator, no
+    edge: the test talks to the gateways' port)."""
+    ports = StackPorts.free()
+    ports.kafka = int(kafka_bootstrap.rsplit(":", 1)[1])
+    stack = ExchangeStack(
+        data_dir=tmp_path / "data",
+        admin_key=ADMIN_KEY,
+        ports=ports,
+        topic_suffix=f".{uuid.uuid4().hex[:8]}",
+        extra_env={"MOCKEX_RATE_LIMIT_PER_SECOND": "0"},
+        group_sizes={"gateway": 2},
+    )
+    try:
+        stack.start_infrastructure(kafka=False)
+        for name in ("engine", "store", "stream", "gateway"):
+            for child in stack.members(name):
+                stack.start_service(child)
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def test_two_gateways_share_a_port_and_one_killed_is_restarted_losing_no_order(
+    two_gateways: ExchangeStack,
+) -> None:
+    stack = two_gateways
+    port = stack.ports.gateway
+    first, second = stack.processes["gateway"], stack.processes["gateway-2"]
+    assert processes.port_holders(port) == {first.pid, second.pid}
+
+    channels = [own_channel(port, index) for index in range(16)]
+    try:
+        exchange = Exchange(channels[0], ADMIN_KEY)
+        symbol = await exchange.add_symbol()
+        traders = []
+        for channel in channels:
+            created = await exchange.participant(cash=1_000_000, positions={symbol: 10_000})
+            traders.append(Participant(channel, created.user_id, created.api_key))
+        # Each trader's first order opens its channel's connection: the kernel spreads them.
+        for trader in traders:
+            await trader.place(symbol, "BUY", 1, 40.0)
+        assert connections_of(first.pid, port) > 0 and connections_of(second.pid, port) > 0
+
+        lines: list[str] = []
+        supervisor = Supervisor(stack, Backoff(first=3.0), log=lines.append)
+        supervisor.start()
+        acknowledged: list[str] = []
+        stop = asyncio.Event()
+        try:
+            flows = [
+                asyncio.create_task(place_steadily(trader, symbol, acknowledged, stop, seed))
+                for seed, trader in enumerate(traders)
+            ]
+            await asyncio.sleep(1.0)
+            second.kill()
+            # Within the restart's backoff the first gateway alone serves the port.
+            assert processes.port_holders(port) == {first.pid}
+            for index in range(4):
+                async with own_channel(port, 100 + index) as fresh:
+                    trader = Participant(fresh, traders[index].user_id, traders[index].api_key)
+                    await trader.place(symbol, "SELL", 1, 60.0)
+            await asyncio.get_running_loop().run_in_executor(
+                None,
+                wait_until,
+                lambda: any(line.startswith("==> gateway-2 restarted") for line in lines),
+                60,
+                "gateway-2 restarted",
+            )
+            await asyncio.sleep(1.0)
+            stop.set()
+            await asyncio.gather(*flows)
+            restarted = stack.processes["gateway-2"]
+            assert processes.port_holders(port) == {first.pid, restarted.pid}
+            assert lines[0].startswith("==> gateway-2 exited (code -9); restarting in 3.0s")
+            assert supervisor.restarts == {"gateway-2": 1}
+
+            await wait_engine_drained(stack)
+            accepted: dict[str, int] = {}
+            for batch in await read_log(stack):
+                for event in batch.events:
+                    kind = event.WhichOneof("event")
+                    if kind in ("order_accepted", "order_rejected"):
+                        order_id = getattr(event, kind).order.order_id
+                        accepted[order_id] = accepted.get(order_id, 0) + 1
+            assert len(acknowledged) > 50, "the flow should have placed a steady stream"
+            assert len(set(acknowledged)) == len(acknowledged)
+            assert [order_id for order_id in acknowledged if order_id not in accepted] == []
+            assert {order_id: n for order_id, n in accepted.items() if n > 1} == {}
+        finally:
+            stop.set()
+            supervisor.stop()
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def test_a_foreign_process_on_a_shared_port_is_named(tmp_path: Path) -> None:
+    """SO_REUSEPORT would let it take part of the gateways' connections unseen."""
+    stack = ExchangeStack(
+        data_dir=tmp_path, admin_key="", ports=StackPorts.free(), group_sizes={"gateway": 2}
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as foreign:
+        foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        foreign.bind(("127.0.0.1", stack.ports.gateway))
+        foreign.listen()
+        with pytest.raises(RuntimeError) as refused:
+            stack.check_shared_ports("gateway")
+    assert str(refused.value).startswith(
+        f"port {stack.ports.gateway} (MOCKEX_GRPC_PORT) is also served by pid {os.getpid()} ("
+    )
+    assert str(refused.value).endswith(
+        "not a process of this exchange: stop it or set MOCKEX_GRPC_PORT"
+    )
+
+
+def test_group_processes_are_named_after_their_service_and_sized_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MOCKEX_GATEWAY_PROCESSES", "3")
+    monkeypatch.delenv("MOCKEX_STREAM_PROCESSES", raising=False)
+    sizes = group_sizes_from_env()
+    assert sizes == {"gateway": 3, "stream": 1}
+    stack = ExchangeStack(data_dir=tmp_path, admin_key="", group_sizes=sizes)
+    assert stack.members("gateway") == ["gateway", "gateway-2", "gateway-3"]
+    assert stack.members("engine") == ["engine"]
+    assert [service_of(name) for name in ("gateway-3", "gateway", "engine-2")] == [
+        "gateway",
+        "gateway",
+        "engine-2",
+    ]
+    assert stack.service_env()["MOCKEX_GATEWAY_PROCESSES"] == "3"
+    monkeypatch.setenv("MOCKEX_STREAM_PROCESSES", "0")
+    with pytest.raises(ValueError, match="MOCKEX_STREAM_PROCESSES=0 must be at least 1"):
+        group_sizes_from_env()
+
+
+async def test_a_grpc_port_is_shared_only_by_servers_that_all_ask_for_it(tmp_path: Path) -> None:
+    def nothing(server: grpc.aio.Server) -> None:
+        return None
+
+    alone = await start_grpc_server("127.0.0.1:0", nothing, [])
+    try:
+        with pytest.raises(RuntimeError):
+            await start_grpc_server(f"127.0.0.1:{alone.port}", nothing, [], share_port=True)
+    finally:
+        await alone.stop(0)
+    own = tmp_path / "second.sock"
+    first = await start_grpc_server("127.0.0.1:0", nothing, [], share_port=True)
+    second = await start_grpc_server(
+        f"127.0.0.1:{first.port}", nothing, [], share_port=True, process_address=f"unix:{own}"
+    )
+    try:
+        assert processes.port_holders(first.port) == {os.getpid()}
+        with pytest.raises(RuntimeError):
+            await start_grpc_server(f"127.0.0.1:{first.port}", nothing, [])
+        async with grpc.aio.insecure_channel(f"unix:{own}") as channel:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await second.stop(0)
+        await first.stop(0)
