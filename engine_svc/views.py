@@ -207,7 +207,11 @@ class EngineViews:
             ],
         )
         pipeline.set(
-            names.order_key(state.order_id), public.SerializeToString(), ex=names.ORDER_TTL_SECONDS
+            names.order_key(state.order_id),
+            public.SerializeToString(),
+            ex=names.FINISHED_ORDER_TTL_SECONDS
+            if public.status in participant.FINISHED
+            else names.ORDER_TTL_SECONDS,
         )
 
     def _write_market(self, pipeline: Pipeline, state: SymbolState) -> None:

@@ -40,6 +40,10 @@ VIEWS_KEY = "exchange:v1:views"
 back empty). Missing: the caches may be incomplete, so readers answer UNAVAILABLE rather than
 "unknown key" or an empty book."""
 ORDER_TTL_SECONDS = 24 * 3600
+FINISHED_ORDER_TTL_SECONDS = 600
+"""A filled, cancelled, expired or rejected order stays cached this long, not a day: the cache
+otherwise grows with every order (about 300 bytes each: 7 GiB a day at 300 orders/s). Readers
+fall back to the store, which answers every order the log holds."""
 
 
 def reply_channel(gateway_id: str) -> str:
@@ -48,7 +52,8 @@ def reply_channel(gateway_id: str) -> str:
 
 
 def order_key(order_id: str) -> str:
-    """Public Order (with fills) as the engine last saw it; expires after ORDER_TTL_SECONDS."""
+    """Public Order (with fills) as the engine last saw it; expires after ORDER_TTL_SECONDS
+    (FINISHED_ORDER_TTL_SECONDS once it is finished)."""
     return f"exchange:v1:order:{order_id}"
 
 

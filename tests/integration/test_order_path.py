@@ -365,6 +365,30 @@ async def test_command_stream_holds_only_the_backlog(
         await redis.aclose()
 
 
+async def test_a_finished_order_leaves_the_cache_soon_and_is_still_found(
+    exchange: Exchange, exchange_stack: ExchangeStack
+) -> None:
+    """Open orders stay cached for a day; finished ones for minutes (the cache would grow with
+    every order), after which the gateway answers them from the store."""
+    symbol = await exchange.add_symbol()
+    trader = await exchange.participant()
+    resting = await trader.place(symbol, "BUY", 1, 10.0)
+    expired = await trader.place(symbol, "BUY", 1, 10.0, tif="IOC")
+    assert (resting.status, expired.status) == (types_pb2.NEW, types_pb2.EXPIRED)
+    redis = Redis.from_url(exchange_stack.redis_url)
+    try:
+        assert await redis.ttl(names.order_key(resting.order_id)) > 3600
+        assert (
+            0
+            < await redis.ttl(names.order_key(expired.order_id))
+            <= (names.FINISHED_ORDER_TTL_SECONDS)
+        )
+        await redis.delete(names.order_key(expired.order_id))  # as when it has expired
+    finally:
+        await redis.aclose()
+    assert (await trader.get(expired.order_id)).status == types_pb2.EXPIRED
+
+
 async def test_trades_of_a_fresh_symbol_are_empty_and_of_an_unlisted_one_not_found(
     exchange: Exchange,
 ) -> None:
