@@ -8,6 +8,9 @@
 -- 2. response_body. The transcoder refuses it for non-HttpBody fields (envoy#11136); the edge
 --    strips it from the descriptor set and lifts the field out of the answer here:
 --    {"order":{...}} -> {...}. The gRPC method is marked by a filter after the transcoder.
+-- 3. The HTTP method. The transcoder turns every REST call into a POST of its gRPC method, so
+--    the request's own method is kept in x-mockex-http-method (replacing any a client sent) for
+--    the access log and the gateway's request log.
 
 -- "METHOD /path" of every rule with a body -> {field name = true} (JSON and proto names).
 local BODY_FIELDS = {${body_fields}}
@@ -62,6 +65,7 @@ end
 function envoy_on_request(request_handle)
   -- Read every header first: the headers object is gone once body() has waited for the body.
   local headers = request_handle:headers()
+  headers:replace("x-mockex-http-method", headers:get(":method") or "")
   local rule = (headers:get(":method") or "") .. " " .. (headers:get(":path") or "")
   local query = rule:find("?", 1, true)
   if query ~= nil then

@@ -166,7 +166,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
                 )
                 raise
             finally:
-                self._request_log(rpc, read, code, started, user, request, response)
+                self._request_log(rpc, read, code, started, user, request, response, context)
 
         return guarded
 
@@ -179,9 +179,11 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
         user: str,
         request: Any,
         response: Any,
+        context: grpc.aio.ServicerContext,
     ) -> None:
-        """One line per call: what, how it ended, how long, for whom, which order, which trace.
-        Successful reads at DEBUG, so an event's log stays readable."""
+        """One line per call: what (and the HTTP method and path of a REST call through the
+        edge), how it ended, how long, for whom, which order, which trace. Successful reads at
+        DEBUG, so an event's log stays readable."""
         ok = code is grpc.StatusCode.OK
         level = (
             logging.DEBUG if ok and (read or self._request_log_level == "errors") else logging.INFO
@@ -193,8 +195,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
         trace_id = trace.get_current_span().get_span_context().trace_id
         requests_log.log(
             level,
-            "request rpc=%s code=%s ms=%.1f user=%s order=%s trace=%s",
+            "request rpc=%s http=%s code=%s ms=%.1f user=%s order=%s trace=%s",
             rpc,
+            http_request(context.invocation_metadata() or ()),
             code.name,
             (time.perf_counter() - started) * 1000,
             user or "-",
@@ -271,6 +274,19 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"too many {what} from this address ({limiter.rate:g}/s); retry after {retry_after}s",
         )
+
+
+def http_request(metadata) -> str:
+    """`GET /order/status/o-1` for a REST call through the edge (Envoy's original path, and the
+    method mockex.rest_json kept before the transcoder made it a POST); "-" for a gRPC call.
+    Without the query string, which is no business of a log."""
+    method = path = ""
+    for key, value in metadata:
+        if key == "x-mockex-http-method":
+            method = value
+        elif key == "x-envoy-original-path":
+            path = value.split("?", 1)[0]
+    return f"{method} {path}" if method and path else "-"
 
 
 def _retry_message(reason: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -198,11 +199,27 @@ def test_one_log_line_per_request_with_code_user_and_order(stack: ExchangeStack)
     log = (stack.data_dir / "logs" / "gateway.log").read_text()
     lines = [line for line in log.splitlines() if " request rpc=" in line]
     assert any(
-        "rpc=OrderService/GetOrder code=NOT_FOUND ms=" in line
+        "rpc=OrderService/GetOrder http=GET /order/status/no-such-order code=NOT_FOUND ms=" in line
         and " user=logged-1 order=no-such-order trace=" in line
         for line in lines
     ), lines[-5:]
-    assert any("rpc=AdminService/CreateUser code=OK" in line for line in lines)
+    # Envoy's access log has the request's own method, not the transcoder's POST.
+    edge_log = stack.data_dir / "logs" / "edge.log"
+    deadline = time.monotonic() + 10
+    while " path=/order/status/no-such-order " not in edge_log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "no access-log line"
+        time.sleep(0.2)
+    [line] = [
+        line
+        for line in edge_log.read_text(errors="replace").splitlines()
+        if " path=/order/status/no-such-order " in line
+    ]
+    assert " method=GET path=/order/status/no-such-order " in line, line
+    assert any(
+        "rpc=AdminService/CreateUser http=POST /admin/users code=OK" in line for line in lines
+    )
     # A successful read is at DEBUG: not in the log.
-    assert not any("rpc=BookService/ListSymbols code=OK" in line for line in lines)
-    assert any("rpc=BookService/ListSymbols code=RESOURCE_EXHAUSTED" in line for line in lines)
+    assert not any(
+        "rpc=BookService/ListSymbols http=GET /market/symbols code=OK" in line for line in lines
+    )
+    assert any("/market/symbols code=RESOURCE_EXHAUSTED" in line for line in lines)
