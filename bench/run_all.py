@@ -7,18 +7,23 @@ for the engine and for the baseline in fresh processes, alternating, several rou
 that both report the same trades, traded quantity and final best bid/ask (exit 1 if not);
 profiles the engine once; and rewrites its own section of BENCHMARKS.md (between the
 engine-bench markers), leaving the rest of the file alone. End to end: runs
-`python -m bench.e2e_bench` (its own stack, open-loop gRPC clients stepping through offered
-rates; about 3 minutes), which rewrites its own section (between the e2e-bench markers), then
+`python -m bench.e2e_bench` (its own stack; the same open-loop clients stepping through offered
+rates against a bare grpc.aio echo, unary PlaceOrder, REST through Envoy and two gateway
+processes, interleaved; about 10 minutes), which rewrites its own section (between the
+e2e-bench markers), then
 the same with the default scenario's bots trading alongside (`--scenario default`, its own
 section). Order sessions: runs `python -m bench.session_bench` (the same steps with every order
 on OrderSession streams; about 3 minutes), which rewrites its section (between the
 session-bench markers).
 The simulator's own load: runs `python -m bench.scenario_load` (its own stack playing the
 default scenario, nobody else trading; about 3 minutes), which rewrites its section (between the
-scenario-bench markers).
+scenario-bench markers). Fan-out: `python -m bench.fanout_bench` (1,000 WebSocket and 1,000 gRPC
+subscribers of one symbol at rising event rates; about 6 minutes). Soak: `python -m
+bench.soak_bench` (10 minutes at half the unary rate the e2e section just measured, memory of
+every process and of Redis), last because it reads that figure.
 
     python -m bench.run_all [--messages 1000000] [--seed 42] [--rounds 3]
-                            [--only engine|durability|e2e|session|scenario]
+                            [--only engine|durability|e2e|session|scenario|fanout|soak]
                             [--e2e-args "--rates 500,1000 --seconds 5"]
 """
 
@@ -415,9 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("engine", "durability", "e2e", "session", "scenario"),
-        help="run only the engine, the log durability, the e2e, the order-session or the "
-        "scenario-load benchmark",
+        choices=("engine", "durability", "e2e", "session", "scenario", "fanout", "soak"),
+        help="run only the engine, the log durability, the e2e, the order-session, the "
+        "scenario-load, the fan-out or the soak benchmark",
     )
     parser.add_argument(
         "--e2e-args", default="", help="extra arguments for bench.e2e_bench, as one string"
@@ -477,6 +482,19 @@ def main(argv: list[str] | None = None) -> int:
         ]
         log("the simulator's own load: " + " ".join(scenario_command[1:]))
         subprocess.run(scenario_command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+    for name, module, what in (
+        ("fanout", "bench.fanout_bench", "market-data fan-out"),
+        ("soak", "bench.soak_bench", "soak at half the held unary rate"),
+    ):
+        if args.only in (None, name):
+            command = [
+                sys.executable,
+                "-m",
+                module,
+                *(["--out", str(args.out)] if args.out != BENCHMARKS else []),
+            ]
+            log(f"{what}: " + " ".join(command[1:]))
+            subprocess.run(command, cwd=REPO_ROOT, check=True)
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from exchange.v1 import streams_pb2, streams_pb2_grpc
 from mockex.auth import ApiKeyAuthenticator
@@ -15,7 +15,7 @@ from mockex.grpc_server import GrpcServer, start_grpc_server
 from mockex.settings import shown_url
 from stream_svc.config import StreamConfig
 from stream_svc.fanout import CloseReason, FanoutHub
-from stream_svc.feed import EventFeed
+from stream_svc.feed import BookReader, EventFeed
 from stream_svc.servicer import StreamServicer
 from stream_svc.websocket import WebSocketChannels
 
@@ -52,7 +52,15 @@ class StreamApp:
     async def start(self) -> None:
         """Readiness is SERVING only while the feed is subscribed, so no subscriber a load
         balancer sends here misses a batch; the feed reconnects by itself."""
-        self._redis = Redis.from_url(self.config.redis_url, **reconnecting())
+        # A connect storm waits for a pooled connection (bounded) instead of failing when all
+        # are busy; the feed holds one for good.
+        pool = BlockingConnectionPool.from_url(
+            self.config.redis_url,
+            max_connections=self.config.redis_connections,
+            timeout=self.config.redis_wait_seconds,
+            **reconnecting(),
+        )
+        self._redis = Redis(connection_pool=pool)
         self._feed = EventFeed(self._redis, self.hub)
         await self._feed.start()
         try:
@@ -63,15 +71,18 @@ class StreamApp:
                 shown_url(self.config.redis_url),
             )
         authenticator = ApiKeyAuthenticator(self._redis, self.config.admin_key)
-        servicer = StreamServicer(self.hub, self._redis, authenticator)
+        books = BookReader(self._redis)
+        servicer = StreamServicer(self.hub, self._redis, authenticator, books)
         self._server = await start_grpc_server(
             self.config.grpc_address,
             lambda server: streams_pb2_grpc.add_StreamServiceServicer_to_server(servicer, server),
             [SERVICE_NAME],
             serving=False,
+            share_port=self.config.share_port,
+            process_address=self.config.process_address,
         )
-        self._websocket = WebSocketChannels(self.hub, self._redis, authenticator)
-        await self._websocket.start(self.config.ws_address)
+        self._websocket = WebSocketChannels(self.hub, self._redis, authenticator, books)
+        await self._websocket.start(self.config.ws_address, reuse_port=self.config.share_port)
         self._readiness = asyncio.create_task(self._report_readiness(), name="stream-readiness")
         host = self.config.grpc_address.rsplit(":", 1)[0]
         ws_host = self.config.ws_address.rsplit(":", 1)[0]
@@ -103,4 +114,4 @@ class StreamApp:
         if self._feed is not None:
             await self._feed.stop()
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)

@@ -4,6 +4,10 @@ subscribers that want them, each through its own bounded queue.
 No I/O here: the Redis reader (feed.py) calls `publish_batch`; the gRPC servicer and the
 WebSocket channels read subscriptions. A subscriber whose queue is full is dropped on the spot,
 so one slow client never holds back the reader or anybody else.
+
+When the feed was lost and is back, market subscribers stay: each gets FEED_RESTORED in its
+queue and re-reads its books' snapshots (docs/websockets.md, "Feed loss"), so a Redis restart
+does not cut every client at once and make them all reconnect together.
 """
 
 from __future__ import annotations
@@ -32,10 +36,20 @@ class CloseReason(enum.Enum):
     SHUTTING_DOWN = "shutting down"
 
 
-class Subscription(Generic[T]):
-    """One client's buffer; an entry holds that client's messages from one engine batch."""
+class FeedRestored:
+    """The marker queued for market subscribers when the feed is back after a loss."""
 
-    def __init__(self, queue_size: int) -> None:
+
+FEED_RESTORED = FeedRestored()
+
+
+class Subscription(Generic[T]):
+    """One client's buffer; an entry holds that client's messages from one engine batch (or,
+    for market data, FEED_RESTORED alone)."""
+
+    def __init__(self, queue_size: int, resyncs: bool = False) -> None:
+        self.resyncs = resyncs
+        """Market data: resynchronised from snapshots after a feed loss instead of closed."""
         self.topics: set[str] = set()
         """Changed through the hub only, which indexes subscriptions by topic."""
         self._queue: asyncio.Queue[tuple[T, ...]] = asyncio.Queue(queue_size)
@@ -98,7 +112,7 @@ class FanoutHub:
         }
 
     def subscribe_market(self, symbols: Iterable[str] = ()) -> Subscription[MarketMessage]:
-        return self._subscribe([market_topic(symbol) for symbol in symbols])
+        return self._subscribe([market_topic(symbol) for symbol in symbols], resyncs=True)
 
     def add_market_symbols(
         self, subscription: Subscription[MarketMessage], symbols: Iterable[str]
@@ -119,8 +133,8 @@ class FanoutHub:
     def subscribe_exchange(self) -> Subscription[streams_pb2.StreamExchangeEventsResponse]:
         return self._subscribe([EXCHANGE_TOPIC])
 
-    def _subscribe(self, topics: list[str]) -> Subscription[Any]:
-        subscription: Subscription[Any] = Subscription(self.queue_size)
+    def _subscribe(self, topics: list[str], resyncs: bool = False) -> Subscription[Any]:
+        subscription: Subscription[Any] = Subscription(self.queue_size, resyncs)
         self._subscriptions.add(subscription)
         self._add_topics(subscription, topics)
         return subscription
@@ -148,6 +162,16 @@ class FanoutHub:
     def close_all(self, reason: CloseReason) -> None:
         for subscription in list(self._subscriptions):
             self._close(subscription, reason)
+
+    def feed_restored(self) -> None:
+        """After a feed loss: market subscribers resynchronise (FEED_RESTORED, queued behind
+        what they already hold); order updates and exchange events have no snapshot to catch
+        up from, so those subscriptions are closed (FEED_LOST)."""
+        for subscription in list(self._subscriptions):
+            if not subscription.resyncs:
+                self._close(subscription, CloseReason.FEED_LOST)
+            elif not subscription.offer((FEED_RESTORED,)):
+                self._close(subscription, CloseReason.FELL_BEHIND)
 
     def publish_batch(self, batch: engine_pb2.EngineBatch) -> None:
         for event in batch.events:

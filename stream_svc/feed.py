@@ -1,9 +1,12 @@
 """Everything the stream service reads from Redis: the event feed, symbols and book snapshots.
 
 The feed is the hub's single pub/sub subscription. A message lost on the way would leave every
-subscriber with a silent gap, so when the connection breaks (redis-py resubscribes by itself on
-reconnect, and we see the new confirmation) every subscription is closed with UNAVAILABLE and
-clients subscribe again for fresh snapshots.
+subscriber with a silent gap, so once the connection is back after a break (redis-py resubscribes
+by itself on reconnect, and we see the new confirmation) market subscribers re-read their
+snapshots and the others are closed with UNAVAILABLE (FanoutHub.feed_restored).
+
+Snapshot reads are coalesced (BookReader): a thousand subscribers arriving together cost a few
+MGETs, not a pooled Redis connection each.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -21,10 +24,12 @@ from exchange.internal.v1 import engine_pb2
 from exchange.v1 import streams_pb2, types_pb2
 from mockex import names
 from mockex.caches import check_complete
-from stream_svc.fanout import DEFAULT_TICK_SIZE, CloseReason, FanoutHub
+from stream_svc.fanout import DEFAULT_TICK_SIZE, FanoutHub
+from stream_svc.messages import book_snapshot
 
 log = logging.getLogger(__name__)
 
+CHANNELS = (names.EVENTS_CHANNEL, names.EXCHANGE_EVENTS_CHANNEL)
 RECONNECT_DELAY_SECONDS = 1.0
 SUBSCRIBE_TIMEOUT_SECONDS = 10.0
 
@@ -57,6 +62,54 @@ async def read_books(redis: Redis, symbols: Sequence[str]) -> list[types_pb2.Ord
     return books
 
 
+class BookReader:
+    """Book snapshots for many subscribers from one read.
+
+    A read serves every request made before it started, and only those: a subscriber asks
+    after subscribing, so its snapshot is never older than the first delta it was queued. While
+    one read is in flight the requests that arrive wait for the next, which covers them all.
+    Every caller of one read gets the same response objects, so each is encoded once.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._lock = asyncio.Lock()
+        self._next: asyncio.Future[dict[str, streams_pb2.StreamMarketDataResponse]] | None = None
+        self._next_symbols: dict[str, None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reads = 0
+        """MGETs made (what the coalescing saves shows in tests and benchmarks)."""
+
+    async def snapshots(self, symbols: Iterable[str]) -> list[streams_pb2.StreamMarketDataResponse]:
+        """A snapshot (BookUpdate, snapshot=true) per symbol, in order, read after this call."""
+        symbols = list(symbols)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            self._next_symbols = {}
+            task = asyncio.create_task(self._read(self._next), name="stream-book-read")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._next_symbols.update(dict.fromkeys(symbols))
+        books = await asyncio.shield(self._next)
+        return [books[symbol] for symbol in symbols]
+
+    async def _read(
+        self, future: asyncio.Future[dict[str, streams_pb2.StreamMarketDataResponse]]
+    ) -> None:
+        async with self._lock:
+            # From here on, requests wait for the next read.
+            self._next = None
+            symbols = list(self._next_symbols)
+            self.reads += 1
+            try:
+                books = await read_books(self._redis, symbols)
+            except Exception as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: callers that gave up must not log it
+                return
+            future.set_result({book.symbol: book_snapshot(book) for book in books})
+
+
 class EventFeed:
     """Reads EngineBatches and exchange events from Redis pub/sub into the hub, reconnecting by
     itself; `connected` says whether it is subscribed now (the service's readiness)."""
@@ -65,6 +118,8 @@ class EventFeed:
         self._redis = redis
         self._hub = hub
         self._task: asyncio.Task[None] | None = None
+        self._resubscribed = 0
+        """Channels confirmed again since redis-py reconnected the pub/sub by itself."""
         self.connected = False
 
     async def start(self) -> None:
@@ -88,10 +143,11 @@ class EventFeed:
             try:
                 await self._subscribe(pubsub)
                 if failures:
-                    # Streams opened while the feed was away missed what was published meanwhile.
+                    # Subscribers missed what was published while the feed was away.
                     log.info("event feed subscribed again after %d failed attempts", failures)
-                    self._hub.close_all(CloseReason.FEED_LOST)
+                    self._hub.feed_restored()
                 failures = 0
+                self._resubscribed = 0
                 self.connected = True
                 async for message in pubsub.listen():
                     await self._handle(message)
@@ -100,7 +156,6 @@ class EventFeed:
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
                     log.warning("event feed lost error=%r attempt=%d", exc, failures)
-                self._hub.close_all(CloseReason.FEED_LOST)
                 await asyncio.sleep(min(RECONNECT_DELAY_SECONDS * failures, 5.0))
             finally:
                 with contextlib.suppress(RedisError, OSError):
@@ -108,11 +163,10 @@ class EventFeed:
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe (confirmed) before loading symbols, so no SymbolAdded falls in between."""
-        channels = (names.EVENTS_CHANNEL, names.EXCHANGE_EVENTS_CHANNEL)
-        await pubsub.subscribe(*channels)
+        await pubsub.subscribe(*CHANNELS)
         confirmed = 0
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
-            while confirmed < len(channels):
+            while confirmed < len(CHANNELS):
                 message = await pubsub.get_message(timeout=None)
                 if message is not None and message["type"] == "subscribe":
                     confirmed += 1
@@ -120,8 +174,12 @@ class EventFeed:
 
     async def _handle(self, message: dict) -> None:
         if message["type"] == "subscribe":
-            log.warning("event feed resubscribed after a reconnect; closing every subscription")
-            self._hub.close_all(CloseReason.FEED_LOST)
+            # One confirmation per channel: resynchronise once, when every channel is back.
+            self._resubscribed += 1
+            if self._resubscribed == len(CHANNELS):
+                self._resubscribed = 0
+                log.warning("event feed resubscribed after a reconnect; resynchronising")
+                self._hub.feed_restored()
             return
         if message["type"] != "message":
             return

@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from websockets.frames import Frame, Opcode
 
 ENCODED_CACHE_SIZE = 4096
 """Recent messages kept encoded; more only costs encoding again, never a wrong answer."""
@@ -50,7 +51,9 @@ def _dumps(body: dict[str, object]) -> str:
 
 
 class JsonEncoder:
-    """Encodes each message once however many sockets it goes to.
+    """Encodes each message once however many sockets it goes to: its JSON, and its WebSocket
+    text frame (a server's frames are not masked and compression is off, so the frame's bytes
+    are the same on every connection).
 
     The hub hands the same message object to every subscriber, so entries are keyed by identity;
     an entry holds its message, so the identity cannot be reused while the entry lives.
@@ -58,16 +61,24 @@ class JsonEncoder:
 
     def __init__(self, size: int = ENCODED_CACHE_SIZE) -> None:
         self._size = size
-        self._encoded: OrderedDict[int, tuple[Message, str]] = OrderedDict()
+        self._encoded: OrderedDict[int, tuple[Message, str, bytes]] = OrderedDict()
 
     def encode(self, response: Message) -> str:
+        return self._entry(response)[1]
+
+    def frame(self, response: Message) -> bytes:
+        """The whole WebSocket text frame (header and payload) carrying the message's JSON."""
+        return self._entry(response)[2]
+
+    def _entry(self, response: Message) -> tuple[Message, str, bytes]:
         key = id(response)
         cached = self._encoded.get(key)
         if cached is not None:
             self._encoded.move_to_end(key)
-            return cached[1]
+            return cached
         text = to_json(response)
-        self._encoded[key] = (response, text)
+        frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+        entry = self._encoded[key] = (response, text, frame)
         if len(self._encoded) > self._size:
             self._encoded.popitem(last=False)
-        return text
+        return entry

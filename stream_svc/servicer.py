@@ -18,16 +18,24 @@ from exchange.v1 import streams_pb2, streams_pb2_grpc
 from mockex.auth import ApiKeyAuthenticator, api_key_from_metadata
 from mockex.caches import CachesIncomplete
 from stream_svc.fanout import CloseReason, FanoutHub, Subscription
+from stream_svc.feed import BookReader
 from stream_svc.marketdata import MarketDataView, unknown_symbols
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
-    def __init__(self, hub: FanoutHub, redis: Redis, authenticator: ApiKeyAuthenticator) -> None:
+    def __init__(
+        self,
+        hub: FanoutHub,
+        redis: Redis,
+        authenticator: ApiKeyAuthenticator,
+        books: BookReader,
+    ) -> None:
         self._hub = hub
         self._redis = redis
         self._authenticator = authenticator
+        self._books = books
 
     async def StreamMarketData(
         self, request: streams_pb2.StreamMarketDataRequest, context: Context
@@ -46,7 +54,7 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"symbols: unknown symbol {', '.join(repr(symbol) for symbol in unknown)}",
             )
-        view = MarketDataView(self._hub, self._redis)
+        view = MarketDataView(self._hub, self._books)
         await self._serve(view.subscription, _write_market(view, symbols, context), context)
 
     async def StreamOrderUpdates(
@@ -114,11 +122,12 @@ class StreamServicer(streams_pb2_grpc.StreamServiceServicer):
 
 
 async def _write_market(view: MarketDataView, symbols: list[str], context: Context) -> None:
-    """Snapshots first; then only what each snapshot does not already hold."""
+    """Snapshots first; then only what each snapshot does not already hold (and fresh
+    snapshots after a feed loss)."""
     for snapshot in await view.subscribe(symbols):
         await context.write(snapshot)
     while True:
-        for update in await view.next_updates():
+        for update in await view.next_messages():
             await context.write(update)
 
 

@@ -21,12 +21,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from mockex.auth import ApiKeyAuthenticator
 from mockex.caches import CachesIncomplete
 from stream_svc.fanout import CloseReason, FanoutHub, Subscription
-from stream_svc.json_messages import JsonEncoder, error_json, to_json
-from stream_svc.marketdata import MarketDataView, MarketEntry, unknown_symbols
+from stream_svc.feed import BookReader
+from stream_svc.json_messages import JsonEncoder, error_json
+from stream_svc.marketdata import MarketDataView, unknown_symbols
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ HUB_CLOSES = {
     CloseReason.SHUTTING_DOWN: (CloseCode.GOING_AWAY, "shutting down"),
 }
 
+OPS_WAITING = object()
+"""Queued for a market-data writer behind a subscribe or unsubscribe, to wake it."""
 Op = tuple[str, list[str]]
 """("subscribe" | "unsubscribe", symbols), checked."""
 Query = dict[str, list[str]]
@@ -106,10 +110,17 @@ def parse_op(text: str | bytes) -> Op:
 class WebSocketChannels:
     """Serves `/ws/marketdata`, `/ws/orderupdates` and `/ws/exchange_events` on one port."""
 
-    def __init__(self, hub: FanoutHub, redis: Redis, authenticator: ApiKeyAuthenticator) -> None:
+    def __init__(
+        self,
+        hub: FanoutHub,
+        redis: Redis,
+        authenticator: ApiKeyAuthenticator,
+        books: BookReader,
+    ) -> None:
         self._hub = hub
         self._redis = redis
         self._authenticator = authenticator
+        self._books = books
         self._encoder = JsonEncoder()
         self._server: Server | None = None
         self._channels: dict[str, Channel] = {
@@ -124,7 +135,8 @@ class WebSocketChannels:
         assert self._server is not None, "WebSocketChannels is not started"
         return self._server.sockets[0].getsockname()[1]
 
-    async def start(self, address: str) -> None:
+    async def start(self, address: str, reuse_port: bool = False) -> None:
+        """`reuse_port`: several stream_svc processes serve this port (SO_REUSEPORT)."""
         host, port = address.rsplit(":", 1)
         self._server = await serve(
             self._handle,
@@ -135,6 +147,7 @@ class WebSocketChannels:
             ping_interval=PING_INTERVAL_SECONDS,
             ping_timeout=PING_TIMEOUT_SECONDS,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
+            reuse_port=reuse_port,
         )
 
     async def stop(self) -> None:
@@ -164,13 +177,13 @@ class WebSocketChannels:
     async def _market_data(self, websocket: ServerConnection, query: Query) -> None:
         names = (name.strip() for value in query.get("symbols", ()) for name in value.split(","))
         symbols = list(dict.fromkeys(name for name in names if name))
-        view = MarketDataView(self._hub, self._redis)
+        view = MarketDataView(self._hub, self._books)
         ops: asyncio.Queue[Op] = asyncio.Queue(MAX_PENDING_OPS)
         await self._serve(
             websocket,
             view.subscription,
             self._write_market(websocket, view, ops),
-            self._read_ops(websocket, ops, symbols),
+            self._read_ops(websocket, view.subscription, ops, symbols),
         )
 
     async def _order_updates(self, websocket: ServerConnection, query: Query) -> None:
@@ -208,21 +221,30 @@ class WebSocketChannels:
         )
 
     async def _read_ops(
-        self, websocket: ServerConnection, ops: asyncio.Queue[Op], query_symbols: list[str]
+        self,
+        websocket: ServerConnection,
+        subscription: Subscription[Any],
+        ops: asyncio.Queue[Op],
+        query_symbols: list[str],
     ) -> None:
         """The query's symbols first, then each client message, in order."""
         if query_symbols:
-            await self._check_and_queue(websocket, ops, ("subscribe", query_symbols))
+            op: Op = ("subscribe", query_symbols)
+            await self._check_and_queue(websocket, subscription, ops, op)
         async for text in websocket:
             try:
                 op = parse_op(text)
             except ClientMessageError as exc:
                 await websocket.send(error_json(str(exc)))
                 continue
-            await self._check_and_queue(websocket, ops, op)
+            await self._check_and_queue(websocket, subscription, ops, op)
 
     async def _check_and_queue(
-        self, websocket: ServerConnection, ops: asyncio.Queue[Op], op: Op
+        self,
+        websocket: ServerConnection,
+        subscription: Subscription[Any],
+        ops: asyncio.Queue[Op],
+        op: Op,
     ) -> None:
         """Queue the op for the writer, or tell the client which symbols do not exist."""
         unknown = await unknown_symbols(self._hub, self._redis, op[1])
@@ -231,34 +253,31 @@ class WebSocketChannels:
             await websocket.send(error_json(f"symbols: unknown symbol {names}"))
             return
         await ops.put(op)
+        # A full queue needs no wake: its writer looks at the ops before its next entry.
+        subscription.offer((OPS_WAITING,))
 
     async def _write_market(
         self, websocket: ServerConnection, view: MarketDataView, ops: asyncio.Queue[Op]
     ) -> None:
-        """Applies ops and sends updates in one task: a snapshot is taken between two entries."""
-        next_entry: asyncio.Future[MarketEntry] = asyncio.ensure_future(view.subscription.get())
-        next_op: asyncio.Future[Op] = asyncio.ensure_future(ops.get())
-        try:
-            while True:
-                done, _ = await asyncio.wait(
-                    (next_entry, next_op), return_when=asyncio.FIRST_COMPLETED
-                )
-                if next_op in done:
-                    action, symbols = next_op.result()
-                    next_op = asyncio.ensure_future(ops.get())
-                    if action == "subscribe":
-                        for snapshot in await view.subscribe(symbols):
-                            await websocket.send(to_json(snapshot))
-                    else:
-                        view.unsubscribe(symbols)
-                if next_entry in done:
-                    entry = next_entry.result()
-                    next_entry = asyncio.ensure_future(view.subscription.get())
-                    for update in view.updates(entry):
-                        await websocket.send(self._encoder.encode(update))
-        finally:
-            next_entry.cancel()
-            next_op.cancel()
+        """Applies ops and sends updates in one task: a snapshot is taken between two entries.
+
+        One plain wait per entry (a fan-out's hot path): ops are applied before each entry, and
+        `_check_and_queue` queues OPS_WAITING to wake a writer that waits for entries."""
+        while True:
+            entry = await view.subscription.get()
+            while not ops.empty():
+                action, symbols = ops.get_nowait()
+                if action == "subscribe":
+                    for snapshot in await view.subscribe(symbols):
+                        await websocket.send(self._encoder.encode(snapshot))
+                else:
+                    view.unsubscribe(symbols)
+            if entry[0] is OPS_WAITING:
+                continue
+            messages = await view.messages(entry)
+            if messages:
+                frames = b"".join(self._encoder.frame(message) for message in messages)
+                await _send_frames(websocket, frames)
 
     async def _write_all(
         self, websocket: ServerConnection, subscription: Subscription[Any]
@@ -302,6 +321,16 @@ class WebSocketChannels:
                 log.error("websocket failed", exc_info=error)
                 await _close(websocket, CloseCode.INTERNAL_ERROR, "internal error")
             return
+
+
+async def _send_frames(websocket: ServerConnection, frames: bytes) -> None:
+    """Text frames already serialised (JsonEncoder.frame), in one write: what `send` does per
+    message (framing, a write and a drain each) was most of a fan-out's cost per connection.
+    Whole frames only, so they never interleave with the library's own pings or close."""
+    if websocket.protocol.state is not State.OPEN:
+        raise websocket.protocol.close_exc
+    websocket.transport.write(frames)
+    await websocket.drain()  # the library's flow control, as `send` waits on it
 
 
 async def _refuse_messages(websocket: ServerConnection, path: str) -> None:

@@ -76,9 +76,29 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.005)
 
 
-async def start_stream_app(redis_url: str, redis: Redis) -> StreamApp:
+async def start_stream_app(redis_url: str, redis: Redis, **config: object) -> StreamApp:
     """ACME (tick 0.01) and GLOBX (tick 0.05) listed, alice and bob with KEYS, the caches marked
-    complete; gRPC and WebSocket on free ports."""
+    complete; gRPC and WebSocket on free ports; `config` overrides StreamConfig's fields."""
+    await write_caches(redis)
+    app = StreamApp(
+        StreamConfig(
+            redis_url=redis_url,
+            grpc_address="127.0.0.1:0",
+            ws_address="127.0.0.1:0",
+            admin_key=ADMIN_KEY,
+            queue_size=QUEUE_SIZE,
+            **config,  # type: ignore[arg-type]
+        )
+    )
+    await app.start()
+    return app
+
+
+async def write_caches(redis: Redis, books: tuple[types_pb2.OrderBook, ...] = ()) -> None:
+    """What the engine writes to Redis (again after Redis came back empty): the symbols, the
+    users' keys, `books`, then the mark that every cache is complete."""
+    for book in books:
+        await redis.set(names.book_key(book.symbol), book.SerializeToString())
     await redis.hset(
         names.SYMBOLS_KEY,
         mapping={
@@ -98,14 +118,3 @@ async def start_stream_app(redis_url: str, redis: Redis) -> StreamApp:
         },
     )
     await redis.set(names.VIEWS_KEY, "test")  # as the engine does once every cache is written
-    app = StreamApp(
-        StreamConfig(
-            redis_url=redis_url,
-            grpc_address="127.0.0.1:0",
-            ws_address="127.0.0.1:0",
-            admin_key=ADMIN_KEY,
-            queue_size=QUEUE_SIZE,
-        )
-    )
-    await app.start()
-    return app

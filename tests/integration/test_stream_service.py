@@ -386,10 +386,32 @@ async def test_the_queue_counts_batches_so_a_burst_that_fits_arrives_whole(
     call.cancel()
 
 
-async def test_a_lost_feed_closes_every_stream_and_the_feed_comes_back(
+async def test_a_lost_feed_resends_market_snapshots_and_the_stream_goes_on(
     stream_app: StreamApp, stub: streams_pb2_grpc.StreamServiceStub, redis: Redis
 ) -> None:
-    """Messages published while the feed reconnects are lost: clients must resubscribe."""
+    """What was published while the feed reconnected is lost: the snapshot replaces it."""
+    call = stub.StreamMarketData(streams_pb2.StreamMarketDataRequest(symbols=["ACME"]))
+    assert (await call.read()).book.snapshot
+    book = types_pb2.OrderBook(
+        symbol="ACME", sequence=7, bids=[types_pb2.PriceLevel(price=100.0, quantity=3, orders=1)]
+    )
+    await redis.set(names.book_key("ACME"), book.SerializeToString())
+
+    await redis.client_kill_filter(_type="pubsub")
+
+    async with asyncio.timeout(10):
+        resent = (await call.read()).book
+    assert (resent.snapshot, resent.sequence, resent.bids[0].quantity) == (True, 7, 3)
+    await publish(redis, level("ACME", 8))
+    async with asyncio.timeout(10):
+        assert (await call.read()).book.sequence == 8
+    call.cancel()
+
+
+async def test_a_lost_feed_closes_exchange_event_streams_and_the_feed_comes_back(
+    stream_app: StreamApp, stub: streams_pb2_grpc.StreamServiceStub, redis: Redis
+) -> None:
+    """Exchange events have no snapshot to catch up from: clients must subscribe again."""
     request = streams_pb2.StreamExchangeEventsRequest()
     call = stub.StreamExchangeEvents(request)
     await until(lambda: stream_app.hub.subscriber_count == 1)

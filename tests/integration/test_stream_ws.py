@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -15,7 +16,9 @@ from websockets.exceptions import ConnectionClosed
 
 from exchange.internal.v1 import engine_pb2
 from exchange.v1 import streams_pb2, types_pb2
-from mockex import names
+from mockex import names, processes
+from mockex.private import new_password
+from mockex.settings import redis_url_for
 from mockex.stack import ExchangeStack
 from stream_svc.app import StreamApp
 from stream_svc.feed import publish_exchange_event
@@ -31,6 +34,7 @@ from tests.integration.stream_feed import (
     publish,
     start_stream_app,
     until,
+    write_caches,
 )
 
 pytestmark = pytest.mark.integration
@@ -462,6 +466,115 @@ async def test_stopping_the_service_closes_connections_with_1001(
 
     assert await closed(market) == (1001, "shutting down")
     assert await closed(events) == (1001, "shutting down")
+
+
+STORM_POOL = 4
+"""Pooled Redis connections in the storm tests, far fewer than the connects: they wait for one
+(and share snapshot reads), never fail for want of one."""
+
+
+def book_at(sequence: int, quantity: int = 5) -> types_pb2.OrderBook:
+    book = types_pb2.OrderBook(
+        symbol="ACME",
+        sequence=sequence,
+        bids=[types_pb2.PriceLevel(price=100.0, quantity=quantity, orders=1)],
+    )
+    book.timestamp.FromNanoseconds(NOW)
+    return book
+
+
+async def test_300_simultaneous_connects_all_get_their_snapshot_then_the_deltas(
+    redis_url: str, redis: Redis
+) -> None:
+    await redis.set(names.book_key("ACME"), book_at(5).SerializeToString())
+    app = await start_stream_app(redis_url, redis, redis_connections=STORM_POOL)
+    url = f"ws://127.0.0.1:{app.ws_port}/ws/marketdata?symbols=ACME"
+    sockets = await asyncio.gather(*(connect(url, open_timeout=60) for _ in range(300)))
+    try:
+        firsts = await asyncio.gather(*(receive(websocket) for websocket in sockets))
+        assert {(m["snapshot"], m["sequence"], m["bids"][0]["quantity"]) for [m] in firsts} == {
+            (True, 5, 5)
+        }
+
+        await publish(redis, level("ACME", 6, quantity=7))
+
+        deltas = await asyncio.gather(*(receive(websocket) for websocket in sockets))
+        assert {(m["snapshot"], m["sequence"]) for [m] in deltas} == {(False, 6)}
+    finally:
+        await asyncio.gather(*(websocket.close() for websocket in sockets))
+        await app.stop(grace=0)
+
+
+async def test_100_wrong_keys_in_a_connect_storm_all_close_with_4401(
+    redis_url: str, redis: Redis
+) -> None:
+    """Beside 100 market-data connects wanting snapshots, so the few pooled connections are
+    busy: a wrong key still gets 4401, never 1011, and the right key gets through."""
+    app = await start_stream_app(redis_url, redis, redis_connections=STORM_POOL)
+    base = f"ws://127.0.0.1:{app.ws_port}"
+    wrong = [f"{base}/ws/orderupdates?apiKey=mx_wrong_{i}" for i in range(100)]
+    market = [f"{base}/ws/marketdata?symbols=ACME"] * 100
+    sockets = await asyncio.gather(
+        *(connect(url, open_timeout=60) for url in [*wrong, *market]),
+        connect(f"{base}/ws/orderupdates?apiKey={KEYS['alice']}", open_timeout=60),
+    )
+    try:
+        closes = await asyncio.gather(*(closed(websocket) for websocket in sockets[:100]))
+        assert set(closes) == {(4401, "unauthorized")}
+        snapshots = await asyncio.gather(*(receive(websocket) for websocket in sockets[100:200]))
+        assert {m["snapshot"] for [m] in snapshots} == {True}
+        await until(lambda: app.hub.subscriber_count == 101)  # alice's too
+    finally:
+        await asyncio.gather(*(websocket.close() for websocket in sockets))
+        await app.stop(grace=0)
+
+
+async def test_after_redis_is_killed_and_back_empty_market_subscribers_are_resynchronised(
+    tmp_path: Path,
+) -> None:
+    """docs/websockets.md, "Feed loss": market-data connections stay open and get a fresh
+    snapshot once the engine has refilled Redis; order updates (no snapshot to catch up from)
+    are closed, and reconnecting works."""
+    port, password = processes.free_port(), new_password()
+    url = redis_url_for(f"127.0.0.1:{port}", password)
+    server = processes.start_redis(port, tmp_path / "redis", password)
+    redis = Redis.from_url(url)
+    await redis.set(names.book_key("ACME"), book_at(5).SerializeToString())
+    app = await start_stream_app(url, redis)
+    base = f"ws://127.0.0.1:{app.ws_port}"
+    market = await asyncio.gather(
+        *(connect(f"{base}/ws/marketdata?symbols=ACME") for _ in range(50))
+    )
+    orders = await connect(f"{base}/ws/orderupdates?apiKey={KEYS['alice']}")
+    try:
+        await asyncio.gather(*(receive(websocket) for websocket in market))
+        await until(lambda: app.hub.subscriber_count == 51)
+
+        server.kill()
+        await redis.aclose()
+        # Back with nothing (a new data directory); the engine writes its caches again, with
+        # what it applied meanwhile: the book at sequence 9.
+        server = processes.start_redis(port, tmp_path / "redis-again", password)
+        redis = Redis.from_url(url)
+        await until(lambda: app.hub.subscriber_count != 51, timeout=30)  # orders closed
+        await write_caches(redis, (book_at(9, quantity=3),))
+
+        assert await closed(orders) == (1011, "event feed interrupted; reconnect")
+        resent = await asyncio.gather(*(receive(websocket) for websocket in market))
+        assert {(m["snapshot"], m["sequence"], m["bids"][0]["quantity"]) for [m] in resent} == {
+            (True, 9, 3)
+        }
+        await publish(redis, level("ACME", 10, quantity=4))
+        deltas = await asyncio.gather(*(receive(websocket) for websocket in market))
+        assert {(m["snapshot"], m["sequence"]) for [m] in deltas} == {(False, 10)}
+        async with connect(f"{base}/ws/orderupdates?apiKey={KEYS['alice']}") as again:
+            await until(lambda: app.hub.subscriber_count == 51)
+            assert again.close_code is None
+    finally:
+        await asyncio.gather(*(websocket.close() for websocket in market))
+        await app.stop(grace=0)
+        await redis.aclose()
+        server.stop()
 
 
 async def test_end_to_end_through_the_real_services(exchange_stack: ExchangeStack) -> None:
