@@ -112,6 +112,26 @@ class UndecodableRequestInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
+CONNECTION_LIMITS = (
+    ("grpc.max_receive_message_length", 1024 * 1024),
+    # Envoy forwards up to 32 KiB of headers (envoy/envoy.yaml max_request_headers_kb): accept
+    # all of it, so a large header is Envoy's 431 or an answer, never grpc's RESOURCE_EXHAUSTED.
+    ("grpc.max_metadata_size", 48 * 1024),
+    ("grpc.absolute_max_metadata_size", 48 * 1024),
+    # Streams per connection: a bot's channel, or one of Envoy's 64 upstream connections
+    # (10,000 concurrent requests over them, about 160 each).
+    ("grpc.max_concurrent_streams", 1000),
+    # Keepalive pings more often than every 10 s without data are strikes; two, and the
+    # connection is closed (GOAWAY too_many_pings). Envoy pings every 30 s.
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    # A connection without a call for 10 minutes is closed; channels reconnect by themselves.
+    ("grpc.max_connection_idle_ms", 600_000),
+)
+"""What one client connection may take of any of our gRPC servers (the gateway's port is
+public: bots and order sessions connect there)."""
+
+
 async def start_grpc_server(
     address: str,
     register: Callable[[grpc.aio.Server], None],
@@ -132,10 +152,7 @@ async def start_grpc_server(
     that its health check reaches that very process and not whichever the kernel picks."""
     server = grpc.aio.server(
         interceptors=[UndecodableRequestInterceptor(), *interceptors],
-        options=[
-            ("grpc.so_reuseport", 1 if share_port else 0),
-            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-        ],
+        options=[("grpc.so_reuseport", 1 if share_port else 0), *CONNECTION_LIMITS],
     )
     register(server)
     health_servicer = health.aio.HealthServicer()

@@ -223,3 +223,42 @@ def test_one_log_line_per_request_with_code_user_and_order(stack: ExchangeStack)
         "rpc=BookService/ListSymbols http=GET /market/symbols code=OK" in line for line in lines
     )
     assert any("/market/symbols code=RESOURCE_EXHAUSTED" in line for line in lines)
+
+
+def test_headers_envoy_forwards_are_accepted_and_larger_ones_are_431(stack: ExchangeStack) -> None:
+    """Envoy takes 32 KiB of headers; the gateway accepts all it forwards (it once answered 9-31
+    KiB with grpc's RESOURCE_EXHAUSTED, a 429 that told the client to wait)."""
+    client = Client(stack, "127.0.0.1")
+    try:
+        client.connection.request("GET", "/market/symbols", headers={"X-Padding": "p" * 20_000})
+        response = client.connection.getresponse()
+        response.read()
+        assert response.status == 200
+    finally:
+        client.close()
+    client = Client(stack, "127.0.0.1")
+    try:
+        client.connection.request("GET", "/market/symbols", headers={"X-Padding": "p" * 40_000})
+        response = client.connection.getresponse()
+        response.read()
+        assert response.status == 431
+    finally:
+        client.close()
+
+
+async def test_an_oversized_grpc_message_is_refused_and_the_gateway_serves_on(
+    stack: ExchangeStack,
+) -> None:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{stack.ports.gateway}", options=[("grpc.max_send_message_length", -1)]
+    ) as channel:
+        exchange = Exchange(channel, ADMIN_KEY)
+        symbol = await exchange.add_symbol()
+        trader = await exchange.participant()
+        huge = place_request(symbol, "BUY", 1, 10.0, client_order_id="x" * (2 * 1024 * 1024))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await trader.orders.PlaceOrder(huge, metadata=trader.metadata, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "larger than max" in (refused.value.details() or "")
+        placed = await trader.place(symbol, "BUY", 1, 10.0)
+        assert placed.order_id
