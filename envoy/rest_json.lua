@@ -8,28 +8,33 @@
 -- 2. response_body. The transcoder refuses it for non-HttpBody fields (envoy#11136); the edge
 --    strips it from the descriptor set and lifts the field out of the answer here:
 --    {"order":{...}} -> {...}. The gRPC method is marked by a filter after the transcoder.
--- 3. The HTTP method. The transcoder turns every REST call into a POST of its gRPC method, so
+-- 3. Numbers as strings. The transcoder takes {"quantity":"5"} (proto3's JSON mapping allows it);
+--    SPEC.md says numbers are JSON numbers, so a string for a numeric field is refused here.
+-- 4. The HTTP method. The transcoder turns every REST call into a POST of its gRPC method, so
 --    the request's own method is kept in x-mockex-http-method (replacing any a client sent) for
 --    the access log and the gateway's request log.
 
--- "METHOD /path" of every rule with a body -> {field name = true} (JSON and proto names).
+-- "METHOD /path" of every rule with a body -> {field name = true, or "number" for a numeric
+-- field} (JSON and proto names).
 local BODY_FIELDS = {${body_fields}}
 
--- The top-level keys of a JSON object, or nil when the text is not an object. Strings are skipped
--- whole (escapes included); malformed JSON is left for the transcoder to refuse.
+-- The top-level keys of a JSON object (or nil when the text is not an object), and the set of
+-- those whose value is a string. Strings are skipped whole (escapes included); malformed JSON is
+-- left for the transcoder to refuse.
 local function top_level_keys(json)
   local start = json:find("%S")
   if start == nil or json:sub(start, start) ~= "{" then
     return nil
   end
   local keys = {}
+  local strings = {}
   local depth = 0
   local expect_key = false
   local i = start
   while true do
     i = json:find('[{}%[%],"]', i)
     if i == nil then
-      return keys
+      return keys, strings
     end
     local c = json:sub(i, i)
     if c == '"' then
@@ -37,7 +42,7 @@ local function top_level_keys(json)
       while true do
         j = json:find('["\\]', j)
         if j == nil then
-          return keys
+          return keys, strings
         end
         if json:sub(j, j) == "\\" then
           j = j + 2
@@ -46,7 +51,12 @@ local function top_level_keys(json)
         end
       end
       if expect_key then
-        keys[#keys + 1] = json:sub(i + 1, j - 1)
+        local key = json:sub(i + 1, j - 1)
+        keys[#keys + 1] = key
+        local value = json:find("%S", (json:find(":", j + 1, true) or #json) + 1)
+        if value ~= nil and json:sub(value, value) == '"' then
+          strings[key] = true
+        end
         expect_key = false
       end
       i = j + 1
@@ -80,12 +90,19 @@ function envoy_on_request(request_handle)
   if body == nil then
     return
   end
-  local keys = top_level_keys(body:getBytes(0, body:length()))
+  local keys, strings = top_level_keys(body:getBytes(0, body:length()))
   for _, key in ipairs(keys or {}) do
     if not known[key] then
       request_handle:respond(
         {[":status"] = "400"},
         "unknown field \"" .. key .. "\" in the body of " .. rule
+      )
+      return
+    end
+    if known[key] == "number" and strings[key] then
+      request_handle:respond(
+        {[":status"] = "400"},
+        key .. " must be a JSON number, not a string (write 5, not \"5\")"
       )
       return
     end

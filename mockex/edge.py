@@ -258,6 +258,26 @@ def error_body(code: int) -> dict:
     return {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []}
 
 
+_Field = descriptor_pb2.FieldDescriptorProto
+NUMBER_TYPES = frozenset(
+    (
+        _Field.TYPE_DOUBLE,
+        _Field.TYPE_FLOAT,
+        _Field.TYPE_INT64,
+        _Field.TYPE_UINT64,
+        _Field.TYPE_INT32,
+        _Field.TYPE_FIXED64,
+        _Field.TYPE_FIXED32,
+        _Field.TYPE_UINT32,
+        _Field.TYPE_SFIXED32,
+        _Field.TYPE_SFIXED64,
+        _Field.TYPE_SINT32,
+        _Field.TYPE_SINT64,
+    )
+)
+"""Field types a REST body must give as JSON numbers (SPEC.md section 1)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RestMapping:
     """What the edge needs from the google.api.http annotations besides Envoy's transcoder."""
@@ -266,9 +286,10 @@ class RestMapping:
     """The descriptor set for Envoy: the source, without `response_body`."""
     response_fields: dict[str, str]
     """gRPC path -> JSON name of the response_body field, for methods that have one."""
-    body_fields: dict[str, frozenset[str]]
+    body_fields: dict[str, dict[str, bool]]
     """"METHOD /path" of rules with `body: "*"` -> the request message's field names (JSON and
-    proto spellings, both of which the transcoder accepts)."""
+    proto spellings, both of which the transcoder accepts) -> whether the field is a number,
+    which the body must give as a JSON number (the transcoder also takes "5" for 5)."""
 
 
 def rest_mapping(source: Path) -> RestMapping:
@@ -285,7 +306,7 @@ def rest_mapping(source: Path) -> RestMapping:
         for message in file.message_type
     }
     response_fields: dict[str, str] = {}
-    body_fields: dict[str, frozenset[str]] = {}
+    body_fields: dict[str, dict[str, bool]] = {}
     for file in descriptors.file:
         for service in file.service:
             full_name = f"{file.package}.{service.name}"
@@ -304,9 +325,12 @@ def rest_mapping(source: Path) -> RestMapping:
                             f'{where}: the edge handles only body "*" on a literal path'
                         )
                     request = messages[method.input_type]
-                    body_fields[f"{verb.upper()} {path}"] = frozenset(
-                        name for field in request.field for name in (field.name, field.json_name)
-                    )
+                    body_fields[f"{verb.upper()} {path}"] = {
+                        name: field.type in NUMBER_TYPES
+                        and field.label != descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+                        for field in request.field
+                        for name in (field.name, field.json_name)
+                    }
                 if rule.response_body:
                     fields = messages[method.output_type].field
                     if [field.name for field in fields] != [rule.response_body]:
@@ -331,7 +355,11 @@ def _lua_table(entries: dict[str, str]) -> str:
 
 def render_lua(mapping: RestMapping) -> str:
     body_fields = {
-        json.dumps(rule): "{" + _lua_table({json.dumps(name): "true" for name in names}) + "}"
+        json.dumps(rule): "{"
+        + _lua_table(
+            {json.dumps(name): '"number"' if number else "true" for name, number in names.items()}
+        )
+        + "}"
         for rule, names in mapping.body_fields.items()
     }
     return Template(LUA_TEMPLATE_PATH.read_text()).substitute(body_fields=_lua_table(body_fields))

@@ -514,6 +514,18 @@ def test_rate_limit_is_429_with_retry_after(rest: Edge) -> None:
         ("not an object", b"[1, 2]", "/order/place", ""),
         ("quantity not a number", b'{"quantity": "abc"}', "/order/place", "quantity"),
         ("fractional quantity", b'{"quantity": 2.5}', "/order/place", "quantity"),
+        (
+            "quantity as a JSON string",
+            b'{"quantity": "5"}',
+            "/order/place",
+            "quantity must be a JSON number, not a string",
+        ),
+        (
+            "price as a JSON string",
+            b'{"price":"100.5"}',
+            "/order/place",
+            "price must be a JSON number, not a string",
+        ),
         ("unknown side", b'{"side": "HOLD"}', "/order/place", "side"),
         ("unknown type", b'{"type": "STOP"}', "/order/place", "type"),
         (
