@@ -13,10 +13,20 @@
 -- 4. The HTTP method. The transcoder turns every REST call into a POST of its gRPC method, so
 --    the request's own method is kept in x-mockex-http-method (replacing any a client sent) for
 --    the access log and the gateway's request log.
+-- 5. The transcoder's errors in a participant's words: `side must be BUY or SELL, got "buy"`
+--    instead of `side: invalid value "buy" for type type.googleapis.com/exchange.v1.Side`, an
+--    unknown query parameter with the allowed ones, invalid JSON said as such, and an unknown
+--    path with where to look.
 
 -- "METHOD /path" of every rule with a body -> {field name = true, or "number" for a numeric
 -- field} (JSON and proto names).
 local BODY_FIELDS = {${body_fields}}
+
+-- Enum name -> its values as participants write them ("BUY or SELL").
+local ENUM_VALUES = {${enum_values}}
+
+-- Request message of a rule without a body -> its query parameters ("depth").
+local QUERY_FIELDS = {${query_fields}}
 
 -- The top-level keys of a JSON object (or nil when the text is not an object), and the set of
 -- those whose value is a string. Strings are skipped whole (escapes included); malformed JSON is
@@ -75,7 +85,10 @@ end
 function envoy_on_request(request_handle)
   -- Read every header first: the headers object is gone once body() has waited for the body.
   local headers = request_handle:headers()
-  headers:replace("x-mockex-http-method", headers:get(":method") or "")
+  local method = headers:get(":method") or ""
+  headers:replace("x-mockex-http-method", method)
+  local path = (headers:get(":path") or ""):gsub("%?.*", "")
+  request_handle:streamInfo():dynamicMetadata():set("mockex.request", "line", method .. " " .. path)
   local rule = (headers:get(":method") or "") .. " " .. (headers:get(":path") or "")
   local query = rule:find("?", 1, true)
   if query ~= nil then
@@ -109,13 +122,76 @@ function envoy_on_request(request_handle)
   end
 end
 
+-- The JSON string `text` (without its quotes) as Lua text, and back; enough for messages.
+local function json_unescape(text)
+  return (text:gsub("\\(.)", {n = "\n", t = "\t", ['"'] = '"', ["\\"] = "\\", ["/"] = "/"}))
+end
+
+local function json_escape(text)
+  return (text:gsub('[%c"\\]', function(c)
+    if c == "\n" then
+      return "\\n"
+    elseif c == '"' or c == "\\" then
+      return "\\" .. c
+    end
+    return " "
+  end))
+end
+
+local JSON_ERRORS = {"^Unexpected", "^Expected", "^Invalid", "^Unterminated", "^Non%-whitespace"}
+
+-- The participant's words for one of the transcoder's messages, or nil to keep it.
+local function participant_message(message, request)
+  local field, value, enum =
+    message:match('^(.-): invalid value "(.*)" for type type%.googleapis%.com/exchange%.v1%.([%w_]+)$$')
+  if field ~= nil and ENUM_VALUES[enum] ~= nil then
+    return field .. " must be " .. ENUM_VALUES[enum] .. ', got "' .. value .. '"'
+  end
+  local unknown, type_name = message:match('^Could not find field "(.-)" in the type "(.-)"%.$$')
+  if unknown ~= nil then
+    return 'unknown query parameter "' .. unknown .. '" (allowed: '
+      .. (QUERY_FIELDS[type_name] or "none") .. ")"
+  end
+  if message:match("^Could not resolve .- to a method%.$$") then
+    return "no such path: " .. (request or "?") .. "; see GET /openapi.json"
+  end
+  for _, pattern in ipairs(JSON_ERRORS) do
+    if message:match(pattern) then
+      return "body is not valid JSON: " .. message:gsub("\n.*", "")
+    end
+  end
+  return nil
+end
+
+local function reword_error(response_handle, headers)
+  local body = response_handle:body()
+  if body == nil then
+    return
+  end
+  local json = body:getBytes(0, body:length())
+  local before, escaped, after = json:match('^(.-"message":")(.-[^\\])(".*)$$')
+  if escaped == nil then
+    return
+  end
+  local request = response_handle:streamInfo():dynamicMetadata():get("mockex.request")
+  local reworded = participant_message(json_unescape(escaped), request and request["line"])
+  if reworded ~= nil then
+    body:setBytes(before .. json_escape(reworded) .. after)
+  end
+end
+
 function envoy_on_response(response_handle)
+  local headers = response_handle:headers()
+  local status = headers:get(":status") or ""
+  if (status == "400" or status == "404") and headers:get("content-type") == "application/json" then
+    reword_error(response_handle, headers)
+    return
+  end
   local marked = response_handle:streamInfo():dynamicMetadata():get("mockex.edge")
   if marked == nil or marked["response_body"] == nil then
     return
   end
-  local headers = response_handle:headers()
-  if headers:get(":status") ~= "200" or headers:get("content-type") ~= "application/json" then
+  if status ~= "200" or headers:get("content-type") ~= "application/json" then
     return
   end
   local body = response_handle:body()

@@ -38,6 +38,7 @@ TEMPLATE_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
 LUA_TEMPLATE_PATH = REPO_ROOT / "envoy" / "rest_json.lua"
 DESCRIPTOR_SET = REPO_ROOT / "build" / "proto" / "exchange.pb"
 WEB_ROOT = REPO_ROOT / "build" / "web"
+OPENAPI = REPO_ROOT / "build" / "openapi.json"
 DESCRIPTOR_FILE = "exchange-edge.pb"
 LUA_FILE = "rest_json.lua"
 
@@ -129,6 +130,13 @@ def web_files(root: Path, max_bytes: int) -> list[WebFile]:
             paths, cache = (f"/{relative}",), "max-age=300"
         files.append(WebFile(paths, source, content_type, cache))
     return files
+
+
+def openapi_file(source: Path) -> WebFile:
+    """GET /openapi.json: the document the API's errors point to."""
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is missing: run `make proto`")
+    return WebFile(("/openapi.json",), source, CONTENT_TYPES[".json"], "no-cache")
 
 
 NOT_API = {
@@ -224,6 +232,8 @@ class EdgeConfig:
     """stream_svc's WebSocket server, for /ws/... paths."""
     web_root: Path = WEB_ROOT
     """The built web terminal (`make web`), answered by Envoy itself (read at start-up)."""
+    openapi: Path = OPENAPI
+    """The REST API's OpenAPI document (`make proto`), answered at /openapi.json."""
     max_web_file_bytes: int = 2 * 1024 * 1024
     """Envoy's cap on a direct response body (max_direct_response_body_size_bytes; its default
     is 4 KiB); rendering refuses a built file larger than this."""
@@ -290,6 +300,12 @@ class RestMapping:
     """"METHOD /path" of rules with `body: "*"` -> the request message's field names (JSON and
     proto spellings, both of which the transcoder accepts) -> whether the field is a number,
     which the body must give as a JSON number (the transcoder also takes "5" for 5)."""
+    enum_values: dict[str, str] = field(default_factory=dict)
+    """Enum name (Side) -> its values as a participant writes them ("BUY or SELL"), for the
+    transcoder's "invalid value" errors."""
+    query_fields: dict[str, str] = field(default_factory=dict)
+    """Request message (exchange.v1.GetOrderBookRequest) of a rule without a body -> its query
+    parameters ("depth"), for the transcoder's unknown-parameter errors."""
 
 
 def rest_mapping(source: Path) -> RestMapping:
@@ -307,6 +323,13 @@ def rest_mapping(source: Path) -> RestMapping:
     }
     response_fields: dict[str, str] = {}
     body_fields: dict[str, dict[str, bool]] = {}
+    enum_values: dict[str, str] = {}
+    query_fields: dict[str, str] = {}
+    for file in descriptors.file:
+        if file.package == "exchange.v1":
+            for enum in file.enum_type:
+                names = [v.name for v in enum.value if not v.name.endswith("_UNSPECIFIED")]
+                enum_values[enum.name] = either(names)
     for file in descriptors.file:
         for service in file.service:
             full_name = f"{file.package}.{service.name}"
@@ -331,6 +354,16 @@ def rest_mapping(source: Path) -> RestMapping:
                         for field in request.field
                         for name in (field.name, field.json_name)
                     }
+                elif rule.WhichOneof("pattern") is not None:
+                    verb = rule.WhichOneof("pattern")
+                    path = getattr(rule, verb) if verb != "custom" else rule.custom.path
+                    bound = set(re.findall(r"{([a-z_][a-z0-9_]*)", path))
+                    query = [
+                        field.json_name
+                        for field in messages[method.input_type].field
+                        if field.name not in bound and field.type != _Field.TYPE_MESSAGE
+                    ]
+                    query_fields[method.input_type.lstrip(".")] = ", ".join(query) or "none"
                 if rule.response_body:
                     fields = messages[method.output_type].field
                     if [field.name for field in fields] != [rule.response_body]:
@@ -340,7 +373,14 @@ def rest_mapping(source: Path) -> RestMapping:
                         )
                     response_fields[f"/{full_name}/{method.name}"] = fields[0].json_name
                     rule.response_body = ""
-    return RestMapping(descriptors.SerializeToString(), response_fields, body_fields)
+    return RestMapping(
+        descriptors.SerializeToString(), response_fields, body_fields, enum_values, query_fields
+    )
+
+
+def either(names: list[str]) -> str:
+    """["BUY", "SELL", "X"] -> "BUY, SELL or X"."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _yaml_list(items: list, indent: int) -> str:
@@ -362,13 +402,25 @@ def render_lua(mapping: RestMapping) -> str:
         + "}"
         for rule, names in mapping.body_fields.items()
     }
-    return Template(LUA_TEMPLATE_PATH.read_text()).substitute(body_fields=_lua_table(body_fields))
+    return Template(LUA_TEMPLATE_PATH.read_text()).substitute(
+        body_fields=_lua_table(body_fields),
+        enum_values=_lua_strings(mapping.enum_values),
+        query_fields=_lua_strings(mapping.query_fields),
+    )
+
+
+def _lua_strings(entries: dict[str, str]) -> str:
+    """A Lua table constructor of string keys and string values (JSON quoting is Lua's)."""
+    return _lua_table({json.dumps(key): json.dumps(value) for key, value in entries.items()})
 
 
 def render(config: EdgeConfig, mapping: RestMapping, directory: Path) -> str:
     """envoy.yaml for `config`; it reads the descriptor set and the Lua file from `directory`."""
     origins = dict.fromkeys(config.own_origins() + config.cors_origins)
-    files = web_files(config.web_root.resolve(), config.max_web_file_bytes)
+    files = [
+        *web_files(config.web_root.resolve(), config.max_web_file_bytes),
+        openapi_file(config.openapi.resolve()),
+    ]
     upstream_timeout = f"{config.upstream_timeout_seconds:g}s"
     unary_routes = [
         {

@@ -764,3 +764,62 @@ def test_every_grpc_code_maps_to_its_http_status_and_json_body(
 def test_route_timeout_is_504_deadline_exceeded(stub_edge: Edge) -> None:
     answer = stub_edge.call("GET", "/healthz", headers={"X-Test-Sleep": "3"})
     assert_error(answer, 504, 4)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "status", "message"),
+    [
+        (
+            "POST",
+            "/order/place",
+            b'{"symbol": "{symbol}", "side": "buy", "type": "LIMIT", "quantity": 1, "price": 1}',
+            400,
+            'side must be BUY or SELL, got "buy"',
+        ),
+        (
+            "POST",
+            "/order/place",
+            b'{"symbol": "{symbol}", "side": "BUY", "type": "LIMT", "quantity": 1, "price": 1}',
+            400,
+            'type must be LIMIT or MARKET, got "LIMT"',
+        ),
+        (
+            "GET",
+            "/market/orderbook/{symbol}?levels=3",
+            None,
+            400,
+            'unknown query parameter "levels" (allowed: depth)',
+        ),
+        (
+            "POST",
+            "/order/place",
+            b'{"symbol": "S", "side": ',
+            400,
+            "body is not valid JSON: Unexpected end of string. Expected a value.",
+        ),
+        (
+            "POST",
+            "/order/cancel/abc",
+            b"{}",
+            404,
+            "no such path: POST /order/cancel/abc; see GET /openapi.json",
+        ),
+    ],
+)
+def test_the_transcoders_errors_are_in_a_participants_words(
+    rest: Edge, method: str, path: str, raw: bytes | None, status: int, message: str
+) -> None:
+    symbol = rest.add_symbol()
+    key = rest.participant()
+    raw = raw.replace(b"{symbol}", symbol.encode()) if raw is not None else None
+    answer = rest.call(method, path.replace("{symbol}", symbol), raw=raw, key=key)
+    assert_error(answer, status, 3 if status == 400 else 5)
+    assert answer.body["message"] == message
+
+
+def test_openapi_json_is_served(rest: Edge) -> None:
+    answer = rest.call("GET", "/openapi.json")
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.body["openapi"].startswith("3.")
+    assert "/order/place" in answer.body["paths"]
