@@ -46,6 +46,15 @@ class PriceLevel:
             raise BookInconsistency(f"order {order.order_id} is not at level {self.price}")
         self.quantity -= order.remaining
 
+    def reduce(self, order: Order, quantity: int) -> None:
+        """Take `quantity` off a resting order in place (an amend down): it keeps its place."""
+        if self.orders.get(order.order_id) is not order or not 0 < quantity < order.remaining:
+            raise BookInconsistency(
+                f"order {order.order_id}: cannot reduce by {quantity} at level {self.price}"
+            )
+        order.remaining -= quantity
+        self.quantity -= quantity
+
 
 class BookSide:
     __slots__ = ("side", "levels", "keys", "best_key", "sign")

@@ -170,6 +170,31 @@ def _cancel_rejected(event: ev.CancelRejected, message: engine_pb2.EngineEvent) 
     rejected.reason = event.reason
 
 
+def _amended(event: ev.OrderAmended, message: engine_pb2.EngineEvent) -> None:
+    amended = message.order_amended
+    amended.order.CopyFrom(
+        order_state(
+            event.order,
+            event.status,
+            Reason.NONE,
+            event.filled_quantity,
+            event.filled_notional,
+            event.timestamp,
+        )
+    )
+    amended.old_price_ticks = event.old_price
+    amended.old_quantity = event.old_quantity
+    amended.priority_kept = event.priority_kept
+
+
+def _amend_rejected(event: ev.AmendRejected, message: engine_pb2.EngineEvent) -> None:
+    rejected = message.amend_rejected
+    rejected.order_id = event.order_id
+    rejected.user_id = event.user_id
+    rejected.reason = event.reason
+    rejected.message = event.message
+
+
 def _trade(event: ev.TradeExecuted, message: engine_pb2.EngineEvent) -> None:
     trade = message.trade_executed
     trade.trade_id = event.trade_id
@@ -385,6 +410,8 @@ _FILLERS = {
     ev.OrderCancelled: _cancelled,
     ev.OrderExpired: _expired,
     ev.CancelRejected: _cancel_rejected,
+    ev.OrderAmended: _amended,
+    ev.AmendRejected: _amend_rejected,
     ev.TradeExecuted: _trade,
     ev.BookLevelChanged: _book_level,
     ev.QuoteChanged: _quote,

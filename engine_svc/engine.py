@@ -17,6 +17,7 @@ from engine_svc.book import BookSide, OrderBook
 from engine_svc.events import (
     AccountCreated,
     AccountReset,
+    AmendRejected,
     ApiKeyChanged,
     BookLevelChanged,
     CancelRejected,
@@ -30,6 +31,7 @@ from engine_svc.events import (
     NewsPublished,
     NewsShock,
     OrderAccepted,
+    OrderAmended,
     OrderCancelled,
     OrderExpired,
     OrderFilled,
@@ -150,6 +152,11 @@ def parse_tick_size(tick_size: str) -> Decimal:
     if (value * CASH_UNITS_PER_CURRENCY) % 1:
         raise ValueError(f"tickSize {tick_size!r} must be a multiple of 0.0001")
     return value
+
+
+def _price_text(state: SymbolState, ticks: int) -> str:
+    """A price in ticks as the participant writes it: 101.25."""
+    return format((Decimal(state.tick_size) * ticks).normalize(), "f")
 
 
 def _refused(
@@ -911,6 +918,124 @@ class MatchingEngine:
             Reason.CANCELLED_BY_OWNER if order.user_id == user_id else Reason.CANCELLED_BY_ADMIN
         )
         self._finish(state, order, CANCELLED, reason, now, events)
+        self._emit_quote_if_changed(state, events, now)
+        return events
+
+    def amend_order(
+        self,
+        order_id: str,
+        user_id: str,
+        price: int | None,
+        quantity: int | None,
+        now: int,
+    ) -> list[Event]:
+        """Change a resting order's price and/or total quantity (None: unchanged), keeping its id.
+
+        A smaller quantity at the same price keeps the order's place in its level. A new price
+        or a larger quantity is a cancel/replace: the order goes to the back of its (new) level,
+        and a new price that crosses trades at once as an incoming limit order would (taker
+        fee, self-trade prevention). Only the owner may amend, and only while the symbol trades.
+        """
+        order = self.open_orders.get(order_id)
+
+        def rejected(reason: Reason, message: str) -> list[Event]:
+            symbol = order.symbol if order is not None else ""
+            return [AmendRejected(symbol, 0, now, order_id, user_id, reason, message)]
+
+        if order is None:
+            return rejected(Reason.UNKNOWN_ORDER, f"orderId {order_id} is not an open order")
+        if order.user_id != user_id:
+            message = f"orderId {order_id} is not an order of userId {user_id}"
+            return rejected(Reason.NOT_ORDER_OWNER, message)
+        if price is None and quantity is None:
+            return rejected(Reason.INVALID_ORDER, "nothing to change: give price, quantity or both")
+        state = self.symbols[order.symbol]
+        new_price = order.price if price is None else price
+        new_quantity = order.quantity if quantity is None else quantity
+        if new_price <= 0:
+            return rejected(Reason.INVALID_ORDER, f"price must be positive, got {new_price} ticks")
+        if not 0 < new_quantity <= MAX_ORDER_QUANTITY or new_quantity % state.lot_size:
+            message = (
+                f"quantity must be a multiple of {state.symbol}'s lot size {state.lot_size}, "
+                f"up to {MAX_ORDER_QUANTITY}, got {new_quantity}"
+            )
+            return rejected(Reason.INVALID_ORDER, message)
+        if new_quantity <= order.filled_quantity:
+            message = (
+                f"quantity {new_quantity} must be above the {order.filled_quantity} already "
+                "filled (cancel the order to stop it)"
+            )
+            return rejected(Reason.INVALID_ORDER, message)
+        if new_price == order.price and new_quantity == order.quantity:
+            message = (
+                f"nothing to change: the order is already {new_quantity} at "
+                f"{_price_text(state, new_price)}"
+            )
+            return rejected(Reason.INVALID_ORDER, message)
+        if not self.market_open:
+            return rejected(Reason.MARKET_CLOSED, "the market is closed")
+        if state.halted:
+            return rejected(Reason.SYMBOL_HALTED, f"trading is halted in {state.symbol}")
+        requeued = new_price != order.price or new_quantity > order.quantity
+        remaining = new_quantity - order.filled_quantity
+        if user_id:
+            account = self.accounts.get(user_id)
+            if account is None:
+                return rejected(Reason.UNKNOWN_USER, f"userId {user_id} has no account")
+            reason, message = risk.amend(
+                order, account, new_price, remaining, state.tick_cash, self.settings, requeued
+            )
+            if reason:
+                return rejected(reason, message)
+        old_price, old_quantity = order.price, order.quantity
+        terms = order.terms._replace(price=new_price, quantity=new_quantity)
+        events: list[Event] = [
+            OrderAmended(
+                state.symbol,
+                state.sequence,
+                now,
+                terms,
+                old_price,
+                old_quantity,
+                not requeued,
+                order.filled_quantity,
+                order.filled_notional,
+                order.status,
+            )
+        ]
+        book_side = state.book.bids if order.side == BUY else state.book.asks
+        if not requeued:
+            level = book_side.levels[old_price]
+            level.reduce(order, order.remaining - remaining)
+        elif new_price == old_price:
+            book_side.levels[old_price].remove(order)
+        else:
+            self._take_off_book(state, book_side, order, events, now)
+        order.terms = terms
+        order.price, order.quantity, order.remaining = new_price, new_quantity, remaining
+        order.updated_at = now
+        if requeued:
+            # Last in arrival order, as a new order: snapshots restore levels in that order.
+            del self.open_orders[order_id]
+            self.open_orders[order_id] = order
+            if user_id:
+                order.maker_fee = self.settings.maker_fee_centi_bps
+        if new_price != old_price:
+            self._match(order, state, events, now)
+        if order.remaining:
+            level = book_side.levels[new_price] if not requeued else book_side.add(order)
+            state.sequence += 1
+            events.append(
+                BookLevelChanged(
+                    state.symbol,
+                    state.sequence,
+                    now,
+                    order.side,
+                    level.price,
+                    level.quantity,
+                    len(level.orders),
+                )
+            )
         self._emit_quote_if_changed(state, events, now)
         return events
 

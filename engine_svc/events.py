@@ -90,6 +90,35 @@ class CancelRejected(NamedTuple):
     reason: Reason
 
 
+class OrderAmended(NamedTuple):
+    """A resting order's price and/or quantity changed, its id kept; `order` holds the new
+    terms, and its fills (a crossing new price) follow as OrderFilled events."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    order: OrderTerms
+    old_price: int
+    old_quantity: int
+    priority_kept: bool
+    """A smaller quantity at the same price keeps its place; anything else goes to the back."""
+    filled_quantity: int
+    filled_notional: int
+    status: OrderStatus
+
+
+class AmendRejected(NamedTuple):
+    """An amend not carried out: the order is as it was."""
+
+    symbol: str
+    sequence: int
+    timestamp: int
+    order_id: str
+    user_id: str
+    reason: Reason
+    message: str
+
+
 class TradeExecuted(NamedTuple):
     symbol: str
     sequence: int
@@ -412,6 +441,8 @@ Event = (
     | OrderCancelled
     | OrderExpired
     | CancelRejected
+    | OrderAmended
+    | AmendRejected
     | TradeExecuted
     | BookLevelChanged
     | QuoteChanged

@@ -63,6 +63,67 @@ def reserve(
     return Reason.NONE
 
 
+def amend(
+    order: Order,
+    account: Account,
+    price: int,
+    remaining: int,
+    tick_cash: int,
+    settings: ExchangeSettings,
+    requeued: bool,
+) -> tuple[Reason, str]:
+    """Check the account can back a resting order at its new price and remaining quantity,
+    and move what it holds to match; Reason.NONE and "", or the reason and a message naming
+    what falls short (nothing moved then). A requeued order is held as a new one would be, at
+    today's worst fee rate; one that keeps its place keeps the rate it is held at."""
+    if account.disabled:
+        return Reason.USER_DISABLED, f"userId {account.user_id} is disabled by the organizer"
+    position = account.position(order.symbol)
+    limit = settings.position_limit
+    more = remaining - order.remaining
+    if order.side == BUY:
+        if limit and more > 0 and position.quantity + position.buying + more > limit:
+            message = (
+                f"quantity: {more} more to buy would take the position to "
+                f"{position.quantity + position.buying + more} (open BUY orders counted), over "
+                f"the position limit of {limit}"
+            )
+            return Reason.POSITION_LIMIT, message
+        hold_fee = settings.worst_fee_centi_bps if requeued else order.hold_fee
+        needed = price * remaining * tick_cash
+        needed += fee(needed, hold_fee)
+        extra = needed - order.reserved_cash
+        if extra > account.cash - account.reserved_cash:
+            message = (
+                f"the amended order needs {currency(extra)} more cash than it holds, and the "
+                f"available cash is {currency(max(account.available_cash, 0))}"
+            )
+            return Reason.INSUFFICIENT_CASH, message
+        account.reserved_cash += extra
+        order.reserved_cash = needed
+        order.hold_fee = hold_fee
+        position.buying += more
+        return Reason.NONE, ""
+    if more > 0:
+        if limit and position.quantity - position.reserved - more < -limit:
+            message = (
+                f"quantity: {more} more to sell would take the position to "
+                f"{position.quantity - position.reserved - more} (open SELL orders counted), "
+                f"beyond the position limit of -{limit}"
+            )
+            return Reason.POSITION_LIMIT, message
+        available = position.quantity - position.reserved + settings.short_limit
+        if available < more:
+            message = (
+                f"quantity: {more} more to sell, {max(available, 0)} available ({position.quantity}"
+                f" held, {position.reserved} for open SELL orders, short limit "
+                f"{settings.short_limit})"
+            )
+            return Reason.INSUFFICIENT_POSITION, message
+    position.reserved += more
+    return Reason.NONE, ""
+
+
 def market_buy_cost(order: Order, asks: BookSide) -> int:
     """Ticks x quantity a MARKET BUY can take from the book now (own orders skipped)."""
     wanted = order.quantity

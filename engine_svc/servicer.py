@@ -58,6 +58,15 @@ class CommandHandler:
         if kind == "cancel_order":
             cancel = command.cancel_order
             return engine.cancel_order(cancel.order_id, cancel.user_id, now, cancel.is_admin)
+        if kind == "amend_order":
+            amend = command.amend_order
+            return engine.amend_order(
+                amend.order_id,
+                amend.user_id,
+                amend.price_ticks if amend.HasField("price_ticks") else None,
+                amend.quantity if amend.HasField("quantity") else None,
+                now,
+            )
         if kind == "open_market":
             return engine.open_market(now)
         if kind == "close_market":

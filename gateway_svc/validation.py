@@ -154,6 +154,48 @@ def check_choice(field: str, value: int, allowed: Iterable[int], enum) -> None:
         raise invalid(f"{field} must be {listed}, got {shown}")
 
 
+def amend_order_command(
+    request: orders_pb2.AmendOrderRequest,
+    caller_id: str,
+    order: types_pb2.Order,
+    spec: SymbolSpec,
+) -> engine_pb2.AmendOrderCommand:
+    """The engine command for a valid amend of the caller's open `order`; RequestError naming
+    the first bad field. The engine checks the same against the order as it is then."""
+    has_price, has_quantity = request.HasField("price"), request.HasField("quantity")
+    if not has_price and not has_quantity:
+        raise invalid("nothing to change: give price, quantity or both")
+    command = engine_pb2.AmendOrderCommand(order_id=order.order_id, user_id=caller_id)
+    old_ticks = participant.price_to_ticks(order.price, spec.tick_size)
+    new_ticks = old_ticks
+    if has_price:
+        new_ticks = command.price_ticks = _price_ticks(request.price, spec, "price")
+    quantity = order.quantity
+    if has_quantity:
+        quantity = command.quantity = _amended_quantity(request.quantity, order, spec)
+    if new_ticks == old_ticks and quantity == order.quantity:
+        raise invalid(
+            f"nothing to change: order {order.order_id} is already {quantity} at "
+            f"{Decimal(repr(order.price)).normalize():f}"
+        )
+    return command
+
+
+def _amended_quantity(quantity: int, order: types_pb2.Order, spec: SymbolSpec) -> int:
+    if quantity <= 0:
+        raise invalid(f"quantity must be a positive integer, got {quantity}")
+    if quantity > MAX_ORDER_QUANTITY:
+        raise invalid(f"quantity {quantity} is over the maximum of {MAX_ORDER_QUANTITY}")
+    if quantity % spec.lot_size:
+        raise invalid(f"quantity {quantity} is not a multiple of the lot size {spec.lot_size}")
+    if quantity <= order.filled_quantity:
+        raise invalid(
+            f"quantity {quantity} must be above the filledQuantity {order.filled_quantity}: it "
+            "is the order's new total, filled part included (cancel the order to stop it)"
+        )
+    return quantity
+
+
 def check_order_id(order_id: str) -> None:
     if not order_id:
         raise invalid("orderId is required")

@@ -57,7 +57,14 @@ def avg_fill_price(filled_notional_ticks: int, filled_quantity: int, tick_size: 
 
 
 ORDER_EVENT_KINDS = frozenset(
-    ("order_accepted", "order_rejected", "order_filled", "order_cancelled", "order_expired")
+    (
+        "order_accepted",
+        "order_rejected",
+        "order_filled",
+        "order_cancelled",
+        "order_expired",
+        "order_amended",
+    )
 )
 """EngineEvent oneof names that carry an OrderState (the order's whole state after the event)."""
 

@@ -308,7 +308,7 @@ class Rows:
 
     def add_batch(self, batch: engine_pb2.EngineBatch, log_offset: int) -> None:
         """Rows of one EngineBatch found at `log_offset` of the events topic, from its events only
-        (orders from the five order events, fills, trades, listings, accounts, and the facts of
+        (orders from the six order events, fills, trades, listings, accounts, and the facts of
         the reports: participants' orders, fills and conversions, rounds, scores, rankings)."""
         for event_index, event in enumerate(batch.events):
             kind = event.WhichOneof("event")

@@ -1,5 +1,5 @@
-"""OrderSession: one bot's stream of places and cancels, each answered with its request_id, and
-the bot's own fills in between (docs/order-sessions.md).
+"""OrderSession: one bot's stream of places, amends and cancels, each answered with its
+request_id, and the bot's own fills in between (docs/order-sessions.md).
 
 Every request runs the coroutine its unary call runs (OrderServicer.place_order, ...), so the
 rules, limits and clientOrderId idempotency are the unary calls'. The interceptor has
@@ -34,6 +34,10 @@ class OrderEntry(Protocol):
 
     async def place_order(
         self, request: orders_pb2.PlaceOrderRequest, caller: Caller
+    ) -> types_pb2.Order: ...
+
+    async def amend_order(
+        self, request: orders_pb2.AmendOrderRequest, caller: Caller
     ) -> types_pb2.Order: ...
 
     async def cancel_order(
@@ -145,6 +149,9 @@ class OrderSession:
         if kind == "place":
             order = await self._entry.place_order(request.place, self._caller)
             return orders_pb2.OrderSessionResponse(order=order)
+        if kind == "amend":
+            order = await self._entry.amend_order(request.amend, self._caller)
+            return orders_pb2.OrderSessionResponse(order=order)
         if kind == "cancel":
             order = await self._entry.cancel_order(request.cancel, self._caller)
             return orders_pb2.OrderSessionResponse(order=order)
@@ -153,7 +160,7 @@ class OrderSession:
             return orders_pb2.OrderSessionResponse(cancelled_all=cancelled)
         raise RequestError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"request {request.request_id}: set one of place, cancel or cancelAll",
+            f"request {request.request_id}: set one of place, amend, cancel or cancelAll",
         )
 
     async def _forward_fills(

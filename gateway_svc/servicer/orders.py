@@ -1,8 +1,9 @@
-"""OrderService: place, cancel, get and list orders, convert ETF units, and the OrderSession
-stream (the caller is authenticated by the interceptor).
+"""OrderService: place, amend, cancel, get and list orders, convert ETF units, and the
+OrderSession stream (the caller is authenticated by the interceptor).
 
-Placing and cancelling are one coroutine each (`place_order`, `cancel_order`,
-`cancel_all_orders`), which the unary calls and every request of an order session run.
+Placing, amending and cancelling are one coroutine each (`place_order`, `amend_order`,
+`cancel_order`, `cancel_all_orders`), which the unary calls and every request of an order
+session run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway_svc.interceptors import admit_message, current_caller
 from gateway_svc.servicer.order_session import OrderSession, subscribe_order_updates
 from gateway_svc.validation import (
     RequestError,
+    amend_order_command,
     check_list_filter,
     convert_command,
     place_order_command,
@@ -57,6 +59,11 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     async def CancelOrder(self, request, context):
         return orders_pb2.CancelOrderResponse(
             order=await self.cancel_order(request, current_caller())
+        )
+
+    async def AmendOrder(self, request, context):
+        return orders_pb2.AmendOrderResponse(
+            order=await self.amend_order(request, current_caller())
         )
 
     async def CancelAllOrders(self, request, context):
@@ -146,6 +153,39 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             return latest
         raise _finished(latest)
 
+    async def amend_order(
+        self, request: orders_pb2.AmendOrderRequest, caller: Caller
+    ) -> types_pb2.Order:
+        exchange = self.exchange
+        order = await exchange.visible_order(request.order_id, caller)
+        if order.user_id != caller.user_id:
+            raise RequestError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"order {order.order_id} is not yours: only its owner may amend it",
+            )
+        if order.status in participant.FINISHED:
+            raise _finished(order, "amended")
+        spec = await exchange.require_listed(order.symbol)
+        amend = amend_order_command(request, caller.user_id, order, spec)
+        batch = await exchange.run(
+            engine_pb2.EngineCommand(command_id=f"amend-{new_order_id()}", amend_order=amend),
+            f"orderId {order.order_id}: the engine did not answer in time; the amend is queued "
+            "and will be applied once: GET /order/status/{orderId} shows the order",
+        )
+        if batch.already_applied:
+            return await exchange.applied_order(order.order_id)
+        for event in batch.events:
+            if event.WhichOneof("event") == "amend_rejected":
+                rejected = event.amend_rejected
+                if rejected.reason == types_pb2.UNKNOWN_ORDER:
+                    # It finished between the lookup and the engine (a fill, an expiry).
+                    raise _finished(await exchange.applied_order(order.order_id), "amended")
+                raise _amend_error(rejected)
+        amended = order_from_batch(batch, order.order_id, float(spec.tick_size), order.fills)
+        if amended is None:
+            raise RequestError(grpc.StatusCode.INTERNAL, f"no result for amend of {order.order_id}")
+        return amended
+
     async def ListOrders(self, request, context):
         check_list_filter(request.status)
         answer = await self.exchange.store.ListUserOrders(
@@ -218,12 +258,27 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         return types_pb2.Conversion.FromString(raw)
 
 
-def _finished(order: types_pb2.Order) -> RequestError:
+def _finished(order: types_pb2.Order, done: str = "cancelled") -> RequestError:
     status = types_pb2.OrderStatus.Name(order.status)
     return RequestError(
         grpc.StatusCode.FAILED_PRECONDITION,
-        f"order {order.order_id} is already {status}; only open orders can be cancelled",
+        f"order {order.order_id} is already {status}; only open orders can be {done}",
     )
+
+
+AMEND_REJECTION_CODES = {
+    types_pb2.INVALID_ORDER: grpc.StatusCode.INVALID_ARGUMENT,
+    types_pb2.NOT_ORDER_OWNER: grpc.StatusCode.PERMISSION_DENIED,
+}
+"""How an engine's AmendRejected reaches the participant; every other reason (market closed,
+symbol halted, risk limits) is FAILED_PRECONDITION."""
+
+
+def _amend_error(rejected: engine_pb2.AmendRejected) -> RequestError:
+    """The order is unchanged: the reason's name first, so a program can tell the cases."""
+    code = AMEND_REJECTION_CODES.get(rejected.reason, grpc.StatusCode.FAILED_PRECONDITION)
+    reason = types_pb2.OrderReason.Name(rejected.reason)
+    return RequestError(code, f"{reason}: {rejected.message}; order {rejected.order_id} unchanged")
 
 
 def _cancel_on_disconnect(metadata) -> bool:

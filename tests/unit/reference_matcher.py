@@ -19,7 +19,12 @@ rejected; so is every order of a disabled user.
 Every command returns what a participant observes, in order: ("trade", price, quantity, buy
 order, sell order) per execution, ("order", kind, order id, status, reason, filled quantity,
 filled notional, remaining) for each state an order passes through, ("fee", order id, fee) after
-each fill, ("refused", refusal, order id) and ("cancel rejected", order id, reason).
+each fill, ("refused", refusal, order id), ("cancel rejected", order id, reason) and
+("amend rejected", order id, reason).
+
+An amend changes a resting order's price and/or total quantity: a smaller quantity at the same
+price keeps its arrival number; anything else gives it a new one (the back of its level), its
+hold and maker fee as a new order's, and a new price that crosses trades as an incoming order.
 
 Only the enums are shared with the engine.
 """
@@ -531,6 +536,86 @@ class ReferenceMatcher:
             return [("cancel rejected", order_id, Reason.NOT_ORDER_OWNER)]
         self.finish(order, OrderStatus.CANCELLED, reason)
         return self.log
+
+    def amend(
+        self, order_id: str, user: str, price: int | None, quantity: int | None
+    ) -> list[Observed]:
+        self.log = []
+        order = self.orders.get(order_id)
+        if order is None or order not in self.resting:
+            return [("amend rejected", order_id, Reason.UNKNOWN_ORDER)]
+        if order.user != user:
+            return [("amend rejected", order_id, Reason.NOT_ORDER_OWNER)]
+        new_price = order.price if price is None else price
+        new_quantity = order.quantity if quantity is None else quantity
+        spec = self.symbols[order.symbol]
+        if (
+            (price is None and quantity is None)
+            or new_price <= 0
+            or not 1 <= new_quantity <= MAX_QUANTITY
+            or new_quantity % spec.lot_size
+            or new_quantity <= order.filled
+            or (new_price, new_quantity) == (order.price, order.quantity)
+        ):
+            return [("amend rejected", order_id, Reason.INVALID_ORDER)]
+        if not self.market_open:
+            return [("amend rejected", order_id, Reason.MARKET_CLOSED)]
+        if spec.halted:
+            return [("amend rejected", order_id, Reason.SYMBOL_HALTED)]
+        requeued = new_price != order.price or new_quantity > order.quantity
+        remaining = new_quantity - order.filled
+        rate = self.worst_rate if requeued else order.worst_rate
+        if user:
+            reason = self.amend_rejection(order, new_price, remaining, rate)
+            if reason != Reason.NONE:
+                return [("amend rejected", order_id, reason)]
+        old_price = order.price
+        order.price, order.quantity, order.remaining = new_price, new_quantity, remaining
+        if requeued:
+            self.arrivals += 1
+            order.arrival = self.arrivals
+            self.resting.remove(order)
+            self.resting.append(order)
+            order.worst_rate = rate
+            order.maker_rate = self.maker_fee
+        self.observe("amended", order)
+        if new_price != old_price:
+            for resting in self.opposite_in_priority(order):
+                if order.remaining == 0:
+                    break
+                if self.is_own(order, resting):
+                    self.finish(resting, OrderStatus.CANCELLED, Reason.SELF_TRADE)
+                    continue
+                self.trade(order, resting)
+            if order.remaining == 0:
+                self.resting.remove(order)
+        return self.log
+
+    def amend_rejection(self, order: RefOrder, price: int, remaining: int, rate: int) -> Reason:
+        """Can the owner back the order at its new price and remainder (what it holds now
+        counts as available)?"""
+        account = self.accounts[order.user]
+        if account.disabled:
+            return Reason.USER_DISABLED
+        more = remaining - order.remaining
+        held = self.position(order.user, order.symbol)
+        limit = self.position_limit
+        if order.side == Side.BUY:
+            if limit and more > 0 and held + self.buying(order.user, order.symbol) + more > limit:
+                return Reason.POSITION_LIMIT
+            notional = price * remaining * self.symbols[order.symbol].tick_cash
+            available = account.cash - self.reserved_cash(order.user) + self.held_cash(order)
+            if notional + fee_on(notional, rate) > available:
+                return Reason.INSUFFICIENT_CASH
+            return Reason.NONE
+        if more <= 0:
+            return Reason.NONE
+        selling = self.reserved_position(order.user, order.symbol)
+        if limit and more + selling - held > limit:
+            return Reason.POSITION_LIMIT
+        if more > held - selling + self.short_limit:
+            return Reason.INSUFFICIENT_POSITION
+        return Reason.NONE
 
     def disable(self, user: str) -> list[Observed]:
         """Every open order of the user cancelled by the admin, new ones rejected."""

@@ -3,7 +3,8 @@
 Hypothesis drives orders of every type, time in force and side over two symbols (one with a tick of
 0.05 and a lot of 5), from funded, poor, late and unknown users and from user-less flows, at prices
 a few ticks apart so they cross often, some with a clientOrderId; cancels of known and unknown
-orders; close/open of the market; halt/resume of one symbol or all; settings changes, cash
+orders; amends of price and quantity (down, up, crossing, off the lot, below the filled part, by
+another user); close/open of the market; halt/resume of one symbol or all; settings changes, cash
 adjustments, a late account; disabling and enabling users, cancel-all; minutes of log time
 passing, so that scores are sampled. Some examples run under rules version 2 settings: a
 position limit, maker and taker fees (a negative maker fee, a rebate, among them) and marks at
@@ -55,6 +56,7 @@ from engine_svc.engine import MatchingEngine
 from engine_svc.events import (
     EXCHANGE_WIDE,
     AccountCreated,
+    AmendRejected,
     BookLevelChanged,
     CancelRejected,
     CashAdjusted,
@@ -62,6 +64,7 @@ from engine_svc.events import (
     Grant,
     MarketStateChanged,
     OrderAccepted,
+    OrderAmended,
     OrderCancelled,
     OrderExpired,
     OrderFilled,
@@ -130,13 +133,21 @@ client_ids = st.sampled_from(["", "", "", "", "", "", "k1", "k2", "k3", "k4"])
 PUBLIC_EVENTS = (SymbolAdded, BookLevelChanged, TradeExecuted, QuoteChanged)
 PRIVATE_EVENTS = (
     OrderAccepted,
+    OrderAmended,
     OrderRejected,
     OrderFilled,
     OrderCancelled,
     OrderExpired,
     MarketStateChanged,
 )
-NO_STREAM_EVENTS = (CancelRejected, CommandRefused, CashAdjusted, UserDisabled, UserEnabled)
+NO_STREAM_EVENTS = (
+    CancelRejected,
+    AmendRejected,
+    CommandRefused,
+    CashAdjusted,
+    UserDisabled,
+    UserEnabled,
+)
 # (maker, taker) fee rates in hundredths of a basis point: none, small ones that round to 0 or 1
 # on most ACME fills, a rebate, rates large enough to matter, a negative taker fee.
 FEES = [(0, 0), (0, 0), (-7, 30), (20, 150), (-150, 2_500), (3_000, -20)]
@@ -155,6 +166,18 @@ def observed(event) -> tuple | None:
         return (
             "order",
             "filled",
+            terms.order_id,
+            event.status,
+            Reason.NONE,
+            event.filled_quantity,
+            event.filled_notional,
+            terms.quantity - event.filled_quantity,
+        )
+    if kind is OrderAmended:
+        terms = event.order
+        return (
+            "order",
+            "amended",
             terms.order_id,
             event.status,
             Reason.NONE,
@@ -184,6 +207,8 @@ def observed(event) -> tuple | None:
         return ("refused", event.reason, event.order_id)
     if kind is CancelRejected:
         return ("cancel rejected", event.order_id, event.reason)
+    if kind is AmendRejected:
+        return ("amend rejected", event.order_id, event.reason)
     return None
 
 
@@ -657,6 +682,74 @@ class EngineVsReference(RuleBasedStateMachine):
         cancel = engine_pb2.CancelOrderCommand(order_id=order_id, user_id=user, is_admin=is_admin)
         events = self.apply(self.command(self.session_of(user), cancel_order=cancel))
         assert self.observe(events) == self.ref.cancel(order_id, user, is_admin)
+
+    @rule(
+        order_id=orders,
+        pick=st.integers(0, 1 << 16),
+        how=st.sampled_from(
+            ["resting", "resting", "resting", "resting", "any", "by another user", "unknown id"]
+        ),
+        other=st.sampled_from([*TRADERS, "erin"]),
+        price_change=st.sampled_from([None, None, -2, -1, 1, 2, 0, "zero", "cross", "cross"]),
+        quantity_change=st.sampled_from([None, -2, -1, 1, 2, 12, 0, "filled", "off lot"]),
+    )
+    def amend(self, order_id, pick, how, other, price_change, quantity_change):
+        """Mostly a resting order by its owner (else any order placed, finished ones too):
+        a new price (a few ticks either way, through the opposite side, the same, or 0) and/or
+        a new total quantity (a lot or two less or more, a dozen lots more to reach the cash
+        and position limits, the same, exactly the filled part, off the lot)."""
+        if how == "resting" and self.ref.resting:
+            order_id = self.ref.resting[pick % len(self.ref.resting)].order_id
+        placed = self.ref.orders.get(order_id)  # None for a refused duplicate clientOrderId
+        user = placed.user if placed else other
+        if how == "by another user":
+            user = other  # may turn out to be the owner after all
+        elif how == "unknown id":
+            order_id = "never-placed"
+        price = quantity = None
+        if placed is not None:
+            lot_size = SYMBOLS[placed.symbol][2] if placed.symbol in SYMBOLS else 1
+            if price_change == "zero":
+                price = 0
+            elif price_change == "cross":
+                price = self.crossing_price(placed)
+            elif price_change is not None:
+                price = placed.price + price_change
+            if quantity_change == "filled":
+                quantity = placed.filled
+            elif quantity_change == "off lot":
+                quantity = placed.quantity + 1 if lot_size > 1 else placed.quantity + lot_size
+            elif quantity_change is not None:
+                quantity = placed.quantity + quantity_change * lot_size
+        amend = engine_pb2.AmendOrderCommand(order_id=order_id, user_id=user)
+        if price is not None:
+            amend.price_ticks = price
+        if quantity is not None:
+            amend.quantity = quantity
+        events = self.apply(self.command(self.session_of(user), amend_order=amend))
+        assert self.observe(events) == self.ref.amend(order_id, user, price, quantity)
+        amended = [i for i, e in enumerate(events) if isinstance(e, OrderAmended)]
+        if amended:
+            # The new terms, before any fill the new price brings (which carry them too).
+            terms = events[amended[0]].order
+            assert (terms.order_id, terms.price, terms.quantity) == (
+                order_id,
+                placed.price,
+                placed.quantity,
+            )
+            fills = [e.order for e in events if isinstance(e, OrderFilled)]
+            assert all(amended[0] < i for i, e in enumerate(events) if isinstance(e, OrderFilled))
+            assert all(t == terms for t in fills if t.order_id == order_id)
+
+    def crossing_price(self, order) -> int:
+        """One tick through the best opposite order of the symbol, or two ticks towards it
+        when there is none."""
+        opposite = [
+            o.price for o in self.ref.resting if o.symbol == order.symbol and o.side != order.side
+        ]
+        if order.side == Side.BUY:
+            return min(opposite) + 1 if opposite else order.price + 2
+        return max(opposite) - 1 if opposite else order.price - 2
 
     @rule(command=st.sampled_from(["close", "halt ACME", "halt BETA", "halt", "resume", "open"]))
     def market_command(self, command):

@@ -46,6 +46,11 @@ class FakeEntry:
             status=types_pb2.NEW,
         )
 
+    async def amend_order(
+        self, request: orders_pb2.AmendOrderRequest, caller: Caller
+    ) -> types_pb2.Order:
+        return types_pb2.Order(order_id=request.order_id, quantity=request.quantity)
+
     async def cancel_order(
         self, request: orders_pb2.CancelOrderRequest, caller: Caller
     ) -> types_pb2.Order:
@@ -143,7 +148,7 @@ async def test_each_message_spends_the_rate_limit() -> None:
     assert sorted(answers.values()) == ["error", "order", "order"]
 
 
-async def test_cancel_cancel_all_and_an_empty_request() -> None:
+async def test_amend_cancel_cancel_all_and_an_empty_request() -> None:
     requests: asyncio.Queue = asyncio.Queue()
     requests.put_nowait(
         orders_pb2.OrderSessionRequest(
@@ -154,6 +159,11 @@ async def test_cancel_cancel_all_and_an_empty_request() -> None:
         orders_pb2.OrderSessionRequest(request_id=2, cancel_all=orders_pb2.CancelAllOrdersRequest())
     )
     requests.put_nowait(orders_pb2.OrderSessionRequest(request_id=3))
+    requests.put_nowait(
+        orders_pb2.OrderSessionRequest(
+            request_id=4, amend=orders_pb2.AmendOrderRequest(order_id="o-8", quantity=3)
+        )
+    )
     requests.put_nowait(None)
     session = OrderSession(FakeEntry(), ALICE, allow, max_in_flight=8)
     answers = {
@@ -163,7 +173,8 @@ async def test_cancel_cancel_all_and_an_empty_request() -> None:
     assert answers[1].order.status == types_pb2.CANCELLED
     assert [order.order_id for order in answers[2].cancelled_all.orders] == ["o-1"]
     assert answers[3].error.code_name == "INVALID_ARGUMENT"
-    assert "set one of place, cancel or cancelAll" in answers[3].error.message
+    assert "set one of place, amend, cancel or cancelAll" in answers[3].error.message
+    assert (answers[4].order.order_id, answers[4].order.quantity) == ("o-8", 3)
 
 
 async def test_no_message_is_read_beyond_the_in_flight_limit() -> None:

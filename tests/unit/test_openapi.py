@@ -32,7 +32,7 @@ SPEC_ROUTES = {
     ("get", "/news"),
     ("get", "/schedule"),
 }
-EXTRA_ROUTES = {  # beyond SPEC.md (docs/edge.md): organizer tools, cancel-all
+EXTRA_ROUTES = {  # beyond SPEC.md (docs/edge.md): organizer tools, cancel-all, amend
     ("post", "/admin/cash"),
     ("get", "/admin/users"),
     ("post", "/admin/keys/rotate"),
@@ -45,6 +45,7 @@ EXTRA_ROUTES = {  # beyond SPEC.md (docs/edge.md): organizer tools, cancel-all
     ("post", "/admin/rounds/start"),
     ("post", "/admin/rounds/end"),
     ("post", "/orders/cancel-all"),
+    ("post", "/order/amend"),
     ("post", "/orders/convert"),
     ("post", "/admin/scenario"),
     ("post", "/admin/scenario/load"),
