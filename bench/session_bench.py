@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"session_bench: starting {args.clients} load-generator processes", file=sys.stderr)
         load = LoadGenerator(configs, target=session_client_process)
         meter = CpuMeter({**bench.pids, **load.pids, "bench": os.getpid()})
-        run_step(load, meter, rates[0], 2.0)  # warm-up: sessions open, caches warm
+        run_step(load, meter, rates[0], args.warmup_seconds)  # sessions open, caches warm
 
         def measure(rate: int, note: str) -> StepResult:
             step = measure_rate(load, meter, rate, args.seconds, args.p99_ms, args.retries, note)
@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         "Order mix": f"as the end-to-end benchmark: LIMIT around a fixed mid, {mix.ioc_share:.0%} "
         f"IOC, qty 1–{mix.max_quantity}; {mix.cancel_share:.0%} of the requests cancel a resting "
         "order",
-        "Step": f"{args.seconds:g} s per rate (+ 2 s warm-up); timeout {configs[0].timeout_s:g} s",
+        "Step": f"{args.seconds:g} s per rate (+ {args.warmup_seconds:g} s warm-up); timeout "
+        f"{configs[0].timeout_s:g} s",
         "Services": "engine, store, stream, 1 gateway (MOCKEX_SESSION_MAX_IN_FLIGHT default 64)",
     }
     section = render_section(
