@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from exchange.internal.v1 import engine_pb2
 from mockex import names
-from mockex.caches import check_complete
+from mockex.caches import CachesIncomplete
 
 API_KEY_METADATA = "x-api-key"
 ADMIN_USER_ID = "admin"
@@ -62,9 +62,15 @@ class ApiKeyAuthenticator:
         known = self._known.get(key_hash)
         if known is not None and known[1] > now:
             return known[0]
-        raw = await self._redis.hget(names.USERS_KEY, key_hash)
+        # One MULTI/EXEC: read apart, the engine's rewrite after Redis came back empty could
+        # fall between a miss and the check of its marker, and a known key got 401.
+        async with self._redis.pipeline(transaction=True) as pipeline:
+            pipeline.hget(names.USERS_KEY, key_hash)
+            pipeline.exists(names.VIEWS_KEY)
+            raw, complete = await pipeline.execute()
         if raw is None:
-            await check_complete(self._redis)
+            if not complete:
+                raise CachesIncomplete()
             return None
         record = engine_pb2.UserRecord.FromString(raw)
         # The hash lookup already matched; compare again in constant time against the record.
