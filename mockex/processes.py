@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from mockex import edge, names, settings
@@ -321,16 +321,23 @@ def port_holders(port: int) -> set[int]:
     if not inodes:
         return holders
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+        if entry.name.isdigit() and any(link in inodes for link in _fd_links(entry)):
+            holders.add(int(entry.name))
+    return holders
+
+
+def _fd_links(process_dir: Path) -> Iterator[str]:
+    """What each open file descriptor of a process points to. A descriptor closed while we
+    look is skipped alone: stopping at it missed a listener of a busy process (the test's own)."""
+    try:
+        descriptors = list((process_dir / "fd").iterdir())
+    except OSError:
+        return
+    for fd in descriptors:
         try:
-            for fd in (entry / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    holders.add(int(entry.name))
-                    break
+            yield os.readlink(fd)
         except OSError:
             continue
-    return holders
 
 
 REDIS_CONFIG_FILE = "redis.conf"
