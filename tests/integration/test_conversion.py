@@ -142,7 +142,10 @@ def test_the_fee_needs_available_cash(rest: Edge, listing: Listing) -> None:
         ({"symbol": "{first}", "direction": "CREATE", "quantity": 1}, "symbol {first} is not an"),
         ({"symbol": "NOPE", "direction": "CREATE", "quantity": 1}, "symbol NOPE is not listed"),
         ({"symbol": "{etf}", "quantity": 1}, "direction is required: CREATE or REDEEM"),
-        ({"symbol": "{etf}", "direction": "HOLD", "quantity": 1}, "direction: invalid value"),
+        (
+            {"symbol": "{etf}", "direction": "HOLD", "quantity": 1},
+            'direction must be CREATE or REDEEM, got "HOLD"',
+        ),
         ({"symbol": "{etf}", "direction": "CREATE", "quantity": 0}, "quantity must be a positive"),
         ({"symbol": "{etf}", "direction": "CREATE", "quantity": -2}, "quantity must be a positive"),
         ({"symbol": "{etf}", "direction": "CREATE", "units": 1}, 'unknown field "units"'),
