@@ -181,6 +181,20 @@ class OrderSpec:
     order_id: str = ""
 
 
+def place_request(spec: OrderSpec, symbol: str):
+    """The PlaceOrder of a PLACE spec, as every load generator sends it (unary or session)."""
+    from exchange.v1 import orders_pb2, types_pb2
+
+    return orders_pb2.PlaceOrderRequest(
+        symbol=symbol,
+        side=getattr(types_pb2, spec.side),
+        type=types_pb2.LIMIT,
+        time_in_force=getattr(types_pb2, spec.tif),
+        quantity=spec.quantity,
+        price=round(spec.price_ticks * TICK_SIZE, 2),
+    )
+
+
 class OrderFlow:
     """The next order of one client: deterministic for a seed and the same resting orders."""
 
@@ -484,8 +498,6 @@ async def _client_main(config: ClientConfig, conn) -> None:
     resting: collections.deque = collections.deque(maxlen=20_000)
     track_resting = config.mix.cancel_share > 0
     metadata = [(("x-api-key", key),) for key in config.api_keys]
-    side_values = {"BUY": types_pb2.BUY, "SELL": types_pb2.SELL}
-    tif_values = {"GFD": types_pb2.GFD, "IOC": types_pb2.IOC}
     still_resting = (types_pb2.NEW, types_pb2.PARTIALLY_FILLED)
 
     async def open_channels(addresses: Sequence[str]) -> list[grpc.aio.Channel]:
@@ -509,14 +521,7 @@ async def _client_main(config: ClientConfig, conn) -> None:
             records.sent[i] = time.monotonic()
             try:
                 if kind == PLACE:
-                    request = orders_pb2.PlaceOrderRequest(
-                        symbol=config.symbol,
-                        side=side_values[spec.side],
-                        type=types_pb2.LIMIT,
-                        time_in_force=tif_values[spec.tif],
-                        quantity=spec.quantity,
-                        price=round(spec.price_ticks * TICK_SIZE, 2),
-                    )
+                    request = place_request(spec, config.symbol)
                     answer = await stub.PlaceOrder(
                         request, metadata=metadata[spec.user], timeout=config.timeout_s
                     )

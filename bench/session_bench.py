@@ -38,7 +38,6 @@ from bench.e2e_bench import (
     STATUS_FAILED_PRECONDITION,
     STATUS_OK,
     SYMBOL,
-    TICK_SIZE,
     BenchStack,
     ClientConfig,
     ClientRecords,
@@ -55,6 +54,7 @@ from bench.e2e_bench import (
     highest_held,
     measure_rate,
     parse_rates,
+    place_request,
     prepare_exchange,
     run_client_steps,
     run_step,
@@ -128,8 +128,6 @@ async def _session_client_main(config: ClientConfig, conn) -> None:
     sessions = [BenchSession(stub, key) for key in config.api_keys]
     flow = OrderFlow(config.seed, len(sessions), config.mix)
     resting: collections.deque = collections.deque(maxlen=20_000)
-    side_values = {"BUY": types_pb2.BUY, "SELL": types_pb2.SELL}
-    tif_values = {"GFD": types_pb2.GFD, "IOC": types_pb2.IOC}
     still_resting = (types_pb2.NEW, types_pb2.PARTIALLY_FILLED)
     conn.send("ready")
 
@@ -144,14 +142,7 @@ async def _session_client_main(config: ClientConfig, conn) -> None:
         records.sent[i] = time.monotonic()
         try:
             if kind == PLACE:
-                request = orders_pb2.PlaceOrderRequest(
-                    symbol=config.symbol,
-                    side=side_values[spec.side],
-                    type=types_pb2.LIMIT,
-                    time_in_force=tif_values[spec.tif],
-                    quantity=spec.quantity,
-                    price=round(spec.price_ticks * TICK_SIZE, 2),
-                )
+                request = place_request(spec, config.symbol)
                 answer = await session.request(config.timeout_s, place=request)
             else:
                 answer = await session.request(
